@@ -1,0 +1,3 @@
+#include <cstdio>
+namespace imgpipe { const char* version(); }
+int main() { std::printf("imgpipe %s\n", imgpipe::version()); }

@@ -1,0 +1,3 @@
+namespace imgpipe {
+const char* version() { return IMGPIPE_VERSION; }
+}  // namespace imgpipe
