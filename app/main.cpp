@@ -1,3 +1,57 @@
+// imgpipe: a folder of images in, preprocessed tensors (and predictions) out.
+#include <CLI/CLI.hpp>
+
 #include <cstdio>
-namespace imgpipe { const char* version(); }
-int main() { std::printf("imgpipe %s\n", imgpipe::version()); }
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "run.h"
+
+namespace imgpipe {
+const char* version();
+}
+
+int main(int argc, char** argv) {
+  using namespace imgpipe;
+  CLI::App app{
+      "imgpipe: streams a folder of images through decode, preprocessing and (optionally) an ONNX model.\n"
+      "Exit codes: 0 success (corrupt images skipped and listed in report.json), 1 runtime failure\n"
+      "(completed shards kept; rerun to resume), 2 bad config or usage, 3 an image failed to decode\n"
+      "under decode.on_error: fail, 4 out of device memory at the smallest batch and precision."};
+  std::string config_file;
+  std::vector<std::string> overrides;
+  std::string device;
+  bool dry_run = false, quiet = false;
+  app.add_option("-c,--config", config_file, "YAML config file")->required()->check(CLI::ExistingFile);
+  app.add_option("--set", overrides, "Override a config key: --set batch.max=64 (repeatable)")->take_all();
+  app.add_option("--device", device, "Same as --set device=...")->check(CLI::IsMember({"auto", "cpu", "cuda"}) |
+                                                                        CLI::Validator(
+                                                                            [](std::string& s) {
+                                                                              return s.rfind("cuda:", 0) == 0
+                                                                                         ? std::string()
+                                                                                         : std::string("bad device");
+                                                                            },
+                                                                            "cuda:N"));
+  app.add_flag("--dry-run", dry_run, "Validate, print the resolved config and plan, and exit");
+  app.add_flag("-q,--quiet", quiet, "No progress and no informational lines (errors still shown)");
+  app.set_version_flag("--version", std::string("imgpipe ") + version());
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kExitOk : kExitConfig;
+  }
+  if (!device.empty()) overrides.push_back("device=" + device);
+  Config cfg;
+  try {
+    cfg = load_config(config_file, overrides);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "imgpipe: error: %s\n", e.what());
+    return kExitConfig;
+  }
+  RunOptions opt;
+  opt.dry_run = dry_run;
+  opt.quiet = quiet;
+  return run(cfg, opt, stderr);
+}

@@ -1,0 +1,458 @@
+#include "run.h"
+
+#include <sys/resource.h>
+
+#include <csignal>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdarg>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "byte_queue.h"
+#include "decode.h"
+#include "placement.h"
+#include "preprocess.h"
+#include "progress.h"
+#include "sinks.h"
+#include "source.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace imgpipe {
+const char* version();
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+class Log {
+ public:
+  Log(FILE* out, bool quiet) : out_(out), quiet_(quiet) {}
+  void info(const char* fmt, ...) const {
+    if (quiet_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("", fmt, ap);
+    va_end(ap);
+  }
+  void warn(const char* fmt, ...) const {
+    va_list ap;
+    va_start(ap, fmt);
+    emit("warning: ", fmt, ap);
+    va_end(ap);
+  }
+  void error(const char* fmt, ...) const {
+    va_list ap;
+    va_start(ap, fmt);
+    emit("error: ", fmt, ap);
+    va_end(ap);
+  }
+
+ private:
+  void emit(const char* level, const char* fmt, va_list ap) const {
+    std::fprintf(out_, "imgpipe: %s", level);
+    std::vfprintf(out_, fmt, ap);
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+  FILE* out_;
+  bool quiet_;
+};
+
+/// One input on its way from the decode threads to the writer.
+struct Item {
+  size_t pos = 0;            ///< position in this process's input list
+  std::string error;         ///< non-empty: skipped, and why
+  std::vector<uint8_t> tensor;  ///< the preprocessed image (CPU path)
+};
+
+struct StageTimes {
+  std::atomic<int64_t> decode_ns{0}, preprocess_ns{0};
+};
+
+std::string shard_name(const Config& c, const char* kind, size_t shard, const char* ext) {
+  char buf[96];
+  const std::string part = c.input.shard_count > 1 ? "part" + std::to_string(c.input.shard_index) + "-" : "";
+  std::snprintf(buf, sizeof buf, "%s%s-%05zu.%s", part.c_str(), kind, shard, ext);
+  return buf;
+}
+
+const char* npy_descr(kernels::DType t) {
+  return t == kernels::DType::F32 ? "<f4" : t == kernels::DType::F16 ? "<f2" : "|u1";
+}
+
+/// What must be equal between a run and the run it resumes: everything that changes what
+/// is written where. Threads, progress, budgets and the device do not.
+std::string fingerprint(const Config& c, size_t inputs) {
+  Config f = c;
+  f.decode = DecodeConfig{};
+  f.device = DeviceKind::Auto;
+  f.device_index = 0;
+  f.precision = PrecisionMode::Auto;
+  f.batch = BatchConfig{};
+  f.memory = MemoryConfig{};
+  f.output.mode = OutputMode::Resume;
+  f.output.report = true;
+  f.progress = ProgressMode::Auto;
+  f.input.path = fs::absolute(c.input.path).lexically_normal().string();
+  f.output.dir.clear();
+  return to_yaml(f) + "inputs: " + std::to_string(inputs) + "\n";
+}
+
+bool is_our_file(const std::string& name) {
+  static const std::regex ours(R"((part\d+-)?(tensors|index|predictions)-\d{5}\.(npy|csv|jsonl)(\.partial)?|)"
+                               R"((report|manifest)\.json(\.partial)?)");
+  return std::regex_match(name, ours);
+}
+
+int64_t peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return int64_t(ru.ru_maxrss) * 1024;
+}
+
+// The shard being written: its tensor file, and its index entries in input order.
+struct OpenShard {
+  size_t id = SIZE_MAX;
+  std::unique_ptr<NpyWriter> tensors;
+  struct Entry {
+    size_t pos;
+    int64_t row;  // -1 when skipped
+    std::string error;
+  };
+  std::vector<Entry> entries;
+};
+
+class Job {
+ public:
+  Job(const Config& cfg, const RunOptions& opt, FILE* log)
+      : cfg_(cfg), opt_(opt), log_(log, opt.quiet), params_(preprocess_params(cfg.preprocess)) {}
+
+  int run() {
+    const auto t0 = Clock::now();
+    try {
+      inputs_ = list_inputs(cfg_.input);
+    } catch (const std::exception& e) {
+      log_.error("%s", e.what());
+      return kExitConfig;
+    }
+    list_s_ = seconds_since(t0);
+    device_ = "cpu";
+    device_reason_ = cfg_.device == DeviceKind::Cpu ? "device: cpu requested" : "CUDA preprocessing not wired in yet";
+    if (cfg_.device == DeviceKind::Cuda) {
+      log_.error("device: cuda requested, but this build runs on the CPU only");
+      return kExitConfig;
+    }
+    batch_size_ = cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max;
+    threads_ = cfg_.decode.threads ? cfg_.decode.threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    const size_t per_shard = size_t(cfg_.output.images_per_shard);
+    shards_ = (inputs_.size() + per_shard - 1) / per_shard;
+
+    if (opt_.dry_run) return dry_run();
+    if (int rc = prepare_output(); rc != kExitOk) return rc;
+
+    std::vector<size_t> work;  // positions still to do, in input order
+    for (size_t pos = 0; pos < inputs_.size(); ++pos)
+      if (!done_shards_.count(pos / per_shard)) work.push_back(pos);
+    resumed_ = inputs_.size() - work.size();
+    log_.info("%zu images in %s (%zu shards of up to %zu); %zu to do%s; device %s (%s); %d decode threads",
+              inputs_.size(), cfg_.input.path.c_str(), shards_, per_shard, work.size(),
+              resumed_ ? (", " + std::to_string(resumed_) + " already done").c_str() : "", device_.c_str(),
+              device_reason_.c_str(), threads_);
+    int rc = kExitOk;
+    try {
+      rc = process(work);
+    } catch (const std::exception& e) {
+      log_.error("%s", e.what());
+      rc = kExitRuntime;
+    }
+    wall_s_ = seconds_since(t0);
+    try {
+      write_report(rc);
+    } catch (const std::exception& e) {
+      log_.error("cannot write report: %s", e.what());
+      if (rc == kExitOk) rc = kExitRuntime;
+    }
+    log_.info("%zu written, %zu skipped, %zu resumed in %.2fs (%.1f images/s); output in %s", written_,
+              skipped_.size(), resumed_, wall_s_, wall_s_ > 0 ? double(written_ + skipped_.size()) / wall_s_ : 0.0,
+              cfg_.output.dir.c_str());
+    return rc;
+  }
+
+ private:
+  int dry_run() {
+    std::printf("# resolved configuration\n%s\n", to_yaml(cfg_).c_str());
+    std::printf("# plan\n");
+    std::printf("inputs: %zu\nshards: %zu of up to %d images\n", inputs_.size(), shards_, cfg_.output.images_per_shard);
+    std::printf("output_per_image: %dx%dx%d %s (%zu bytes)\n", params_.out_channels, params_.out_h, params_.out_w,
+                npy_descr(params_.dtype), kernels::output_image_bytes(params_));
+    std::printf("device: %s (%s)\nbatch: %d\ndecode_threads: %d\nhost_budget: %s\n", device_.c_str(),
+                device_reason_.c_str(), batch_size_, threads_, format_bytes(cfg_.memory.host_budget).c_str());
+    return kExitOk;
+  }
+
+  int prepare_output() {
+    const fs::path dir(cfg_.output.dir);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) {
+      log_.error("cannot create output.dir '%s': %s", cfg_.output.dir.c_str(), ec.message().c_str());
+      return kExitConfig;
+    }
+    const std::string fp = fingerprint(cfg_, inputs_.size());
+    const fs::path manifest = dir / "manifest.json";
+    for (const auto& e : fs::directory_iterator(dir)) {
+      const std::string name = e.path().filename().string();
+      if (!is_our_file(name)) continue;
+      // Leftovers of a killed run are never trusted; with overwrite, nothing is.
+      const bool partial = name.size() > 8 && name.compare(name.size() - 8, 8, ".partial") == 0;
+      if (partial || cfg_.output.mode == OutputMode::Overwrite) fs::remove(e.path());
+    }
+    if (fs::exists(manifest)) {
+      std::ifstream in(manifest);
+      json m = json::parse(in, nullptr, false);
+      if (m.is_discarded() || m.value("fingerprint", "") != fp) {
+        log_.error("output.dir '%s' holds the output of a run with a different configuration or input list; "
+                   "use --set output.mode=overwrite to replace it, or choose another output.dir",
+                   cfg_.output.dir.c_str());
+        return kExitConfig;
+      }
+    } else {
+      AtomicFile f(manifest.string());
+      f.write(json{{"tool", "imgpipe"}, {"version", version()}, {"fingerprint", fp}}.dump(2) + "\n");
+      f.commit();
+    }
+    // A shard is complete when its index exists: the index is always committed last.
+    for (size_t s = 0; s < shards_; ++s)
+      if (fs::exists(dir / shard_name(cfg_, "index", s, "csv"))) done_shards_.insert(s);
+    return kExitOk;
+  }
+
+  void decode_worker(const std::vector<size_t>& work, std::atomic<size_t>& next, OrderedByteQueue<Item>& queue) {
+    Decoder decoder(params_.src_channels == 1);
+    const NeededSize needed = [this](int w, int h) {
+      const auto d = place_image(cfg_.preprocess, w, h);
+      return std::make_pair(d.resized_w, d.resized_h);
+    };
+    const size_t out_bytes = kernels::output_image_bytes(params_);
+    for (size_t seq; (seq = next.fetch_add(1)) < work.size();) {
+      Item item;
+      item.pos = work[seq];
+      Decoded d;
+      auto t = Clock::now();
+      if (!decoder.decode(inputs_[item.pos], needed, d, item.error)) {
+        times_.decode_ns += (Clock::now() - t).count();
+        if (!queue.push(seq, std::move(item), 0)) return;
+        continue;
+      }
+      times_.decode_ns += (Clock::now() - t).count();
+      t = Clock::now();
+      kernels::ImageDesc desc = place_image(cfg_.preprocess, d.orig_width, d.orig_height);
+      desc.width = d.pixels.cols;
+      desc.height = d.pixels.rows;
+      desc.pitch = int32_t(d.pixels.step);
+      item.tensor.resize(out_bytes);
+      kernels::preprocess_cpu(d.pixels.data, &desc, 1, params_, item.tensor.data());
+      times_.preprocess_ns += (Clock::now() - t).count();
+      d.pixels.release();  // before blocking in push: only the tensor counts against the budget
+      if (!queue.push(seq, std::move(item), out_bytes)) return;
+    }
+  }
+
+  int process(const std::vector<size_t>& work) {
+    OrderedByteQueue<Item> queue(size_t(cfg_.memory.host_budget));
+    std::atomic<size_t> next{0};
+    std::atomic<bool> worker_failed{false};
+    std::string worker_error;
+    std::mutex worker_error_mu;
+    std::vector<std::thread> workers;
+    const int nthreads = int(std::min<size_t>(size_t(threads_), std::max<size_t>(1, work.size())));
+    for (int i = 0; i < nthreads; ++i)
+      workers.emplace_back([&] {
+        try {
+          decode_worker(work, next, queue);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(worker_error_mu);
+          worker_error = e.what();
+          worker_failed = true;
+          queue.close();
+        }
+      });
+    struct Joiner {  // stop and join the workers however this function is left
+      OrderedByteQueue<Item>& q;
+      std::vector<std::thread>& ws;
+      ~Joiner() {
+        q.close();
+        for (auto& w : ws) w.join();
+      }
+    } joiner{queue, workers};
+
+    Progress progress(opt_.quiet ? ProgressMode::Off : cfg_.progress, work.size());
+    const size_t per_shard = size_t(cfg_.output.images_per_shard);
+    OpenShard shard;
+    std::vector<Item> batch;
+    size_t done = 0;
+    // Test hook: IMGPIPE_TEST_KILL_AFTER=N kills the process (SIGKILL, no clean-up) after
+    // N images, so tests can check that a rerun resumes to byte-identical outputs.
+    const char* kill_env = std::getenv("IMGPIPE_TEST_KILL_AFTER");
+    const size_t kill_after = kill_env ? size_t(std::strtoull(kill_env, nullptr, 10)) : SIZE_MAX;
+    for (size_t seq = 0; seq < work.size(); ++seq) {
+      auto item = queue.pop();
+      if (!item) break;
+      const size_t s = item->pos / per_shard;
+      if (s != shard.id) {
+        flush(batch, shard);
+        if (shard.id != SIZE_MAX) close_shard(shard);
+        open_shard(shard, s);
+      }
+      ++done;
+      if (!item->error.empty()) {
+        const std::string& path = inputs_[item->pos];
+        skipped_.push_back({path, item->error});
+        shard.entries.push_back({item->pos, -1, item->error});
+        if (skipped_.size() <= 50) log_.warn("skipped %s: %s", path.c_str(), item->error.c_str());
+        if (skipped_.size() == 50) log_.warn("further skipped images are listed in report.json only");
+        if (cfg_.decode.on_error == OnError::Fail) {
+          log_.error("stopping: %s could not be decoded and decode.on_error is fail (completed shards kept; "
+                     "fix or remove the file and rerun to resume)",
+                     path.c_str());
+          progress.finish(done, skipped_.size());
+          return kExitBadImage;  // the open shard is dropped: its .partial files are removed
+        }
+      } else {
+        shard.entries.push_back({item->pos, 0, {}});
+        batch.push_back(std::move(*item));
+        if (int(batch.size()) >= batch_size_) flush(batch, shard);
+      }
+      progress.update(done, skipped_.size());
+      if (done == kill_after) std::raise(SIGKILL);
+    }
+    if (worker_failed) throw std::runtime_error("decode thread failed: " + worker_error);
+    flush(batch, shard);
+    if (shard.id != SIZE_MAX) close_shard(shard);
+    queue_peak_ = queue.peak_bytes();
+    progress.finish(done, skipped_.size());
+    return kExitOk;
+  }
+
+  void open_shard(OpenShard& shard, size_t id) {
+    shard.id = id;
+    shard.entries.clear();
+    shard.tensors.reset();
+    if (cfg_.output.tensors) {
+      std::vector<int64_t> row = params_.layout == kernels::Layout::NCHW
+                                     ? std::vector<int64_t>{params_.out_channels, params_.out_h, params_.out_w}
+                                     : std::vector<int64_t>{params_.out_h, params_.out_w, params_.out_channels};
+      shard.tensors = std::make_unique<NpyWriter>((fs::path(cfg_.output.dir) / shard_name(cfg_, "tensors", id, "npy")).string(),
+                                                  npy_descr(params_.dtype), row);
+    }
+  }
+
+  // Writes the batch's rows; the batch never spans two shards.
+  void flush(std::vector<Item>& batch, OpenShard& shard) {
+    if (batch.empty()) return;
+    const auto t = Clock::now();
+    batches_++;
+    if (shard.tensors)
+      for (const auto& item : batch) shard.tensors->append(item.tensor.data(), 1);
+    written_ += batch.size();
+    batch.clear();
+    write_s_ += seconds_since(t);
+  }
+
+  void close_shard(OpenShard& shard) {
+    const auto t = Clock::now();
+    if (shard.tensors) shard.tensors->finish();
+    AtomicFile index((fs::path(cfg_.output.dir) / shard_name(cfg_, "index", shard.id, "csv")).string());
+    std::string text = "row,path,error\n";
+    int64_t row = 0;
+    for (const auto& e : shard.entries) {
+      text += (e.row < 0 ? std::string() : std::to_string(row++)) + "," + csv_field(inputs_[e.pos]) + "," +
+              csv_field(e.error) + "\n";
+    }
+    index.write(text);
+    index.commit();
+    shard.id = SIZE_MAX;
+    shard.tensors.reset();
+    write_s_ += seconds_since(t);
+  }
+
+  void write_report(int rc) {
+    if (!cfg_.output.report) return;
+    json skipped = json::array();
+    for (const auto& [path, reason] : skipped_) skipped.push_back({{"path", path}, {"reason", reason}});
+    const double processed = double(written_ + skipped_.size());
+    json report = {
+        {"tool", "imgpipe"},
+        {"version", version()},
+        {"exit_code", rc},
+        {"device", device_},
+        {"device_reason", device_reason_},
+        {"counts",
+         {{"inputs", inputs_.size()},
+          {"resumed", resumed_},
+          {"read", written_ + skipped_.size()},
+          {"written", written_},
+          {"skipped", skipped_.size()}}},
+        {"skipped", skipped},
+        {"timing_s",
+         {{"list", list_s_},
+          {"decode_thread_total", double(times_.decode_ns.load()) * 1e-9},
+          {"preprocess_thread_total", double(times_.preprocess_ns.load()) * 1e-9},
+          {"write", write_s_},
+          {"wall", wall_s_}}},
+        {"images_per_s", wall_s_ > 0 ? processed / wall_s_ : 0.0},
+        {"memory",
+         {{"peak_rss_bytes", peak_rss_bytes()},
+          {"host_budget_bytes", cfg_.memory.host_budget},
+          {"queue_peak_bytes", queue_peak_}}},
+        {"batch", {{"size", batch_size_}, {"batches", batches_}}},
+        {"decode_threads", threads_},
+        {"output", {{"dir", cfg_.output.dir}, {"shards", shards_}}},
+        {"config", to_yaml(cfg_)},
+    };
+    AtomicFile f((fs::path(cfg_.output.dir) / "report.json").string());
+    f.write(report.dump(2) + "\n");
+    f.commit();
+  }
+
+  const Config& cfg_;
+  RunOptions opt_;
+  Log log_;
+  kernels::PreprocessParams params_;
+  std::vector<std::string> inputs_;
+  std::set<size_t> done_shards_;
+  std::vector<std::pair<std::string, std::string>> skipped_;
+  StageTimes times_;
+  std::string device_, device_reason_;
+  int batch_size_ = 1, threads_ = 1;
+  size_t shards_ = 0, resumed_ = 0, written_ = 0, batches_ = 0, queue_peak_ = 0;
+  double list_s_ = 0, write_s_ = 0, wall_s_ = 0;
+};
+
+}  // namespace
+
+int run(const Config& cfg, const RunOptions& opt, FILE* log) {
+  try {
+    return Job(cfg, opt, log).run();
+  } catch (const std::exception& e) {
+    std::fprintf(log, "imgpipe: error: %s\n", e.what());
+    return kExitRuntime;
+  }
+}
+
+}  // namespace imgpipe

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what the tests need, builds if needed, runs CTest.
+# GPU suites (label gpu) skip without a GPU; IMGPIPE_REQUIRE_GPU=1 makes a skip a failure.
+# Extra ctest arguments pass through, e.g. scripts/test.sh -L cpu
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/common.sh
+install_packages "${IMGPIPE_PACKAGES[@]}" "${IMGPIPE_TEST_PACKAGES[@]}"
+build_imgpipe
+ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"

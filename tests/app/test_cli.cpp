@@ -1,0 +1,191 @@
+// The imgpipe binary end to end: exit codes, files, report counts, resume.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+
+#include "sinks.h"
+#include "test_util.h"
+
+using namespace imgpipe;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code;
+  std::string output;
+};
+
+Result run_cmd(const std::string& cmd) {
+  Result r{-1, {}};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.output.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+Result run_imgpipe(const std::string& args, const std::string& env = "") {
+  return run_cmd(env + " " + IMGPIPE_BINARY + " " + args);
+}
+
+const std::string kSource = IMGPIPE_SOURCE_DIR;
+
+json load_json(const std::string& path) { return json::parse(test::read_file(path)); }
+
+// Files of an output dir, name -> bytes, leaving out the report (it holds timings).
+std::map<std::string, std::string> outputs(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename() != "report.json") files[e.path().filename().string()] = test::read_file(e.path().string());
+  return files;
+}
+
+void make_images(const fs::path& dir, int n, int w, int h) {
+  fs::create_directories(dir);
+  for (int i = 0; i < n; ++i) {
+    char name[32];
+    std::snprintf(name, sizeof name, "img%04d.jpg", i);
+    cv::imwrite((dir / name).string(), test::random_image(w, h, unsigned(i)));
+  }
+}
+
+}  // namespace
+
+TEST(Cli, SampleJobWritesTensorsIndexAndReport) {
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                         "/data/sample --set output.dir=" + out.path().string() + " --set progress=lines");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("corrupt_truncated.jpg"), std::string::npos) << r.output;
+
+  const json report = load_json(out / "report.json");
+  EXPECT_EQ(report["counts"]["inputs"], 7);
+  EXPECT_EQ(report["counts"]["written"], 6);
+  EXPECT_EQ(report["counts"]["skipped"], 1);
+  EXPECT_NE(report["skipped"][0]["path"].get<std::string>().find("corrupt_truncated.jpg"), std::string::npos);
+  EXPECT_NE(report["skipped"][0]["reason"].get<std::string>().find("corrupt JPEG"), std::string::npos);
+  EXPECT_GT(report["memory"]["peak_rss_bytes"].get<int64_t>(), 0);
+
+  // Shard 0: blue_stripes.bmp, corrupt_truncated.jpg (skipped), green_square.png, nested/black_disc.jpg
+  const std::string index = test::read_file(out / "index-00000.csv");
+  EXPECT_EQ(index.substr(0, 15), "row,path,error\n");
+  EXPECT_NE(index.find("0," + kSource + "/data/sample/blue_stripes.bmp,\n"), std::string::npos) << index;
+  EXPECT_NE(index.find(",corrupt JPEG"), std::string::npos) << index;
+  EXPECT_NE(index.find("2," + kSource + "/data/sample/nested/black_disc.jpg,\n"), std::string::npos) << index;
+
+  std::string descr;
+  std::vector<int64_t> shape;
+  size_t offset = 0;
+  ASSERT_TRUE(read_npy_header(out / "tensors-00000.npy", descr, shape, offset));
+  EXPECT_EQ(descr, "<f4");
+  EXPECT_EQ(shape, (std::vector<int64_t>{3, 3, 56, 56}));
+  // Row 0 is the blue image: in RGB order, the normalized blue plane is far above red.
+  const std::string bytes = test::read_file(out / "tensors-00000.npy");
+  const float* t = reinterpret_cast<const float*>(bytes.data() + offset);
+  double red = 0, blue = 0;
+  for (int i = 0; i < 56 * 56; ++i) red += t[i], blue += t[2 * 56 * 56 + i];
+  EXPECT_GT(blue / (56 * 56), 1.0);
+  EXPECT_LT(red / (56 * 56), -1.0);
+  ASSERT_TRUE(read_npy_header(out / "tensors-00001.npy", descr, shape, offset));
+  EXPECT_EQ(shape[0], 3);
+  for (const auto& e : fs::directory_iterator(out.path())) EXPECT_NE(e.path().extension(), ".partial") << e.path();
+}
+
+TEST(Cli, NumpyLoadsTheTensors) {
+  if (run_cmd("python3 -c 'import numpy'").code != 0) GTEST_SKIP() << "python3 with numpy not available";
+  test::TempDir out;
+  ASSERT_EQ(run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                    "/data/sample --set output.dir=" + out.path().string() + " --set preprocess.dtype=float16")
+                .code,
+            0);
+  const auto r = run_cmd("python3 -c \"import numpy as n; a=n.load('" + (out / "tensors-00001.npy") +
+                         "'); print(a.dtype, a.shape)\"");
+  EXPECT_EQ(r.output, "float16 (3, 3, 56, 56)\n");
+}
+
+TEST(Cli, OnErrorFailStopsWithItsExitCode) {
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                         "/data/sample --set output.dir=" + out.path().string() + " --set decode.on_error=fail");
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_NE(r.output.find("corrupt_truncated.jpg"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "index-00000.csv"));  // the shard with the bad image is not complete
+  for (const auto& e : fs::directory_iterator(out.path())) EXPECT_NE(e.path().extension(), ".partial") << e.path();
+}
+
+TEST(Cli, ConfigErrorsExitTwoBeforeAnyWork) {
+  test::TempDir out;
+  auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set batch.max=zero --set output.dir=" +
+                   out.path().string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("'batch.max' (from --set): expected an integer"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_empty(out.path()));
+  r = run_imgpipe("--config /nonexistent.yaml");
+  EXPECT_EQ(r.code, 2);
+  r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=/nonexistent --set output.dir=" +
+              out.path().string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("/nonexistent"), std::string::npos);
+  r = run_imgpipe("--bogus-flag");
+  EXPECT_EQ(r.code, 2);
+}
+
+TEST(Cli, DryRunPrintsThePlanAndWritesNothing) {
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --dry-run --set input.path=" + kSource +
+                         "/data/sample --set output.dir=" + (out / "o"));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("inputs: 7"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("shorter_side: 64"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out / "o"));
+  EXPECT_NE(run_imgpipe("--version").output.find("imgpipe 0."), std::string::npos);
+  EXPECT_EQ(run_imgpipe("--help").code, 0);
+}
+
+TEST(Cli, ResumeAfterKillGivesByteIdenticalOutputs) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 30, 48, 40);
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
+                           " --set output.images_per_shard=7 --set output.mode=resume --set decode.threads=2";
+  ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "clean")).code, 0);
+
+  const auto killed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"), "IMGPIPE_TEST_KILL_AFTER=17");
+  EXPECT_EQ(killed.code, 128 + 9) << killed.output;
+  EXPECT_TRUE(fs::exists(tmp / "resumed/index-00001.csv"));   // shards 0, 1 (inputs 0..13) done
+  EXPECT_FALSE(fs::exists(tmp / "resumed/index-00002.csv"));  // shard 2 was half written
+  EXPECT_FALSE(fs::exists(tmp / "resumed/report.json"));
+
+  const auto resumed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"));
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["resumed"], 14);
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["written"], 16);
+  EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "resumed"));
+
+  // A different preprocessing must not be mixed into the same folder.
+  const auto changed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed") + " --set preprocess.dtype=uint8");
+  EXPECT_EQ(changed.code, 2);
+  EXPECT_NE(changed.output.find("different configuration"), std::string::npos) << changed.output;
+}
+
+TEST(Cli, QueueStaysWithinTheHostBudget) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 120, 320, 240);
+  // float32 224x224x3 = 602,112 bytes per queued image; 16 MiB holds 27 of them.
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
+                         " --set output.dir=" + (tmp / "out") +
+                         " --set preprocess.resize.shorter_side=256 --set preprocess.crop.center=224"
+                         " --set memory.host_budget=16MiB --set output.tensors=false --set decode.threads=2");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json report = load_json(tmp / "out/report.json");
+  EXPECT_EQ(report["counts"]["written"], 120);
+  EXPECT_LE(report["memory"]["queue_peak_bytes"].get<int64_t>(), (16 << 20) + 602112);
+}
