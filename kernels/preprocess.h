@@ -5,6 +5,10 @@
 #include <cstddef>
 #include <cstdint>
 
+#if defined(IMGPIPE_HAVE_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
 namespace imgpipe::kernels {
 
 enum class Interp : int32_t {
@@ -21,9 +25,9 @@ enum class DType : int32_t { F32, F16, U8 };
 /// (offset_x, offset_y) of the out_w x out_h output; negative offsets crop (center crop),
 /// positive ones leave a border filled with the pad value (letterbox).
 struct ImageDesc {
-  int64_t offset = 0;  ///< byte offset of the first pixel in the source buffer
+  int64_t offset = 0;             ///< byte offset of the first pixel in the source buffer
   int32_t width = 0, height = 0;  ///< source size in pixels
-  int32_t pitch = 0;   ///< bytes from one source row to the next
+  int32_t pitch = 0;              ///< bytes from one source row to the next
   int32_t resized_w = 0, resized_h = 0;
   int32_t offset_x = 0, offset_y = 0;
 };
@@ -35,7 +39,7 @@ struct PreprocessParams {
   bool out_rgb = true;       ///< with 3 channels: RGB order (true) or BGR (false)
   int32_t out_w = 0, out_h = 0;
   Interp interp = Interp::Bilinear;
-  float pad = 0.f;           ///< 8-bit value of pixels outside the resized image
+  float pad = 0.f;  ///< 8-bit value of pixels outside the resized image
   /// float outputs: out = (pixel * scale - mean[c]) / std[c], c in output channel order.
   /// uint8 output: the resampled pixel rounded and clamped to 0..255; scale/mean/std unused.
   float scale = 1.f;
@@ -48,9 +52,23 @@ struct PreprocessParams {
 /// Bytes of one output image (out_channels * out_h * out_w * dtype size).
 [[nodiscard]] size_t output_image_bytes(const PreprocessParams& p);
 
+/// Throws std::invalid_argument naming the field when p cannot be processed (channels not
+/// 1 or 3, empty output, zero std with a float dtype). Both entry points call it.
+void validate_params(const PreprocessParams& p);
+
 /// CPU reference. h_src: source pixels; descs: n entries; h_out: n * output_image_bytes(p)
 /// bytes, image i at i * output_image_bytes(p). Float16 is stored as IEEE binary16.
-void preprocess_cpu(const uint8_t* h_src, const ImageDesc* descs, int n,
-                    const PreprocessParams& p, void* h_out);
+void preprocess_cpu(const uint8_t* h_src, const ImageDesc* descs, int n, const PreprocessParams& p,
+                    void* h_out);
+/// An image whose source or resized size is empty comes out as all pad (both entry points).
+
+#if defined(IMGPIPE_HAVE_CUDA)
+/// CUDA version of preprocess_cpu, same arguments in device memory (d_descs too), enqueued
+/// on `stream` (asynchronous: nothing is synchronised). Results agree with preprocess_cpu
+/// within 1/255 of the unnormalised 0..255 pixel scale (exactly for U8). Throws CudaError
+/// if the launch fails, std::invalid_argument for bad params.
+void preprocess_cuda(const uint8_t* d_src, const ImageDesc* d_descs, int n,
+                     const PreprocessParams& p, void* d_out, cudaStream_t stream);
+#endif
 
 }  // namespace imgpipe::kernels
