@@ -21,7 +21,9 @@
 #include <vector>
 
 #include "byte_queue.h"
+#include "cuda_preprocess.h"
 #include "decode.h"
+#include "device_query.h"
 #include "placement.h"
 #include "preprocess.h"
 #include "progress.h"
@@ -78,6 +80,8 @@ struct Item {
   size_t pos = 0;            ///< position in this process's input list
   std::string error;         ///< non-empty: skipped, and why
   std::vector<uint8_t> tensor;  ///< the preprocessed image (CPU path)
+  cv::Mat pixels;               ///< the decoded image (CUDA path: preprocessed on the GPU)
+  kernels::ImageDesc desc;      ///< its placement in the output (CUDA path)
 };
 
 struct StageTimes {
@@ -151,12 +155,7 @@ class Job {
       return kExitConfig;
     }
     list_s_ = seconds_since(t0);
-    device_ = "cpu";
-    device_reason_ = cfg_.device == DeviceKind::Cpu ? "device: cpu requested" : "CUDA preprocessing not wired in yet";
-    if (cfg_.device == DeviceKind::Cuda) {
-      log_.error("device: cuda requested, but this build runs on the CPU only");
-      return kExitConfig;
-    }
+    if (int rc = select_device(); rc != kExitOk) return rc;
     batch_size_ = cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max;
     threads_ = cfg_.decode.threads ? cfg_.decode.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const size_t per_shard = size_t(cfg_.output.images_per_shard);
@@ -194,6 +193,31 @@ class Job {
   }
 
  private:
+  // device: auto takes CUDA when a device and a working driver exist, else the CPU, and
+  // says why; device: cuda without a usable GPU is an error before any work.
+  int select_device() {
+    if (cfg_.device == DeviceKind::Cpu) {
+      device_ = "cpu", device_reason_ = "device: cpu requested";
+      return kExitOk;
+    }
+    const kernels::CudaProbe probe = kernels::probe_cuda();
+    if (probe.device_count > cfg_.device_index) {
+      gpu_ = true;
+      device_ = "cuda:" + std::to_string(cfg_.device_index);
+      device_reason_ = std::to_string(probe.device_count) + " CUDA device(s) found";
+      return kExitOk;
+    }
+    const std::string why = probe.device_count == 0
+                                ? probe.reason
+                                : "only " + std::to_string(probe.device_count) + " CUDA device(s) present";
+    if (cfg_.device == DeviceKind::Cuda) {
+      log_.error("device: cuda:%d requested, but no usable GPU: %s", cfg_.device_index, why.c_str());
+      return kExitConfig;
+    }
+    device_ = "cpu", device_reason_ = "no usable GPU: " + why;
+    return kExitOk;
+  }
+
   int dry_run() {
     std::printf("# resolved configuration\n%s\n", to_yaml(cfg_).c_str());
     std::printf("# plan\n");
@@ -260,8 +284,15 @@ class Job {
         continue;
       }
       times_.decode_ns += (Clock::now() - t).count();
-      t = Clock::now();
       kernels::ImageDesc desc = place_image(cfg_.preprocess, d.orig_width, d.orig_height);
+      if (gpu_) {  // preprocessing happens on the GPU, batch by batch
+        const size_t bytes = d.pixels.total() * d.pixels.elemSize();
+        item.pixels = std::move(d.pixels);
+        item.desc = desc;
+        if (!queue.push(seq, std::move(item), bytes)) return;
+        continue;
+      }
+      t = Clock::now();
       desc.width = d.pixels.cols;
       desc.height = d.pixels.rows;
       desc.pitch = int32_t(d.pixels.step);
@@ -274,6 +305,7 @@ class Job {
   }
 
   int process(const std::vector<size_t>& work) {
+    if (gpu_) cuda_ = std::make_unique<CudaPreprocessor>(cfg_.device_index, params_);
     OrderedByteQueue<Item> queue(size_t(cfg_.memory.host_budget));
     std::atomic<size_t> next{0};
     std::atomic<bool> worker_failed{false};
@@ -362,19 +394,44 @@ class Job {
     }
   }
 
-  // Writes the batch's rows; the batch never spans two shards.
+  // Hands the batch on; the batch never spans two shards. On the CPU its rows are written
+  // now; on the GPU it is enqueued, and the oldest batch is written once both slots are busy.
   void flush(std::vector<Item>& batch, OpenShard& shard) {
     if (batch.empty()) return;
-    const auto t = Clock::now();
     batches_++;
-    if (shard.tensors)
-      for (const auto& item : batch) shard.tensors->append(item.tensor.data(), 1);
+    if (gpu_) {
+      std::vector<cv::Mat> images;
+      std::vector<kernels::ImageDesc> descs;
+      for (auto& item : batch) {
+        images.push_back(std::move(item.pixels));
+        descs.push_back(item.desc);
+      }
+      if (cuda_->in_flight() == CudaPreprocessor::kSlots) collect_one(shard);
+      const auto t = Clock::now();
+      cuda_->submit(images, std::move(descs), shard.tensors != nullptr);
+      preprocess_s_ += seconds_since(t);
+    } else {
+      const auto t = Clock::now();
+      if (shard.tensors)
+        for (const auto& item : batch) shard.tensors->append(item.tensor.data(), 1);
+      write_s_ += seconds_since(t);
+    }
     written_ += batch.size();
     batch.clear();
+  }
+
+  // Waits for the oldest GPU batch and writes its rows.
+  void collect_one(OpenShard& shard) {
+    auto t = Clock::now();
+    const CudaPreprocessor::Batch b = cuda_->collect();
+    preprocess_s_ += seconds_since(t);
+    t = Clock::now();
+    if (shard.tensors && b.h_tensor) shard.tensors->append(b.h_tensor, b.n);
     write_s_ += seconds_since(t);
   }
 
   void close_shard(OpenShard& shard) {
+    while (gpu_ && cuda_->in_flight() > 0) collect_one(shard);
     const auto t = Clock::now();
     if (shard.tensors) shard.tensors->finish();
     AtomicFile index((fs::path(cfg_.output.dir) / shard_name(cfg_, "index", shard.id, "csv")).string());
@@ -413,6 +470,7 @@ class Job {
          {{"list", list_s_},
           {"decode_thread_total", double(times_.decode_ns.load()) * 1e-9},
           {"preprocess_thread_total", double(times_.preprocess_ns.load()) * 1e-9},
+          {"gpu_preprocess_wait", preprocess_s_},
           {"write", write_s_},
           {"wall", wall_s_}}},
         {"images_per_s", wall_s_ > 0 ? processed / wall_s_ : 0.0},
@@ -439,9 +497,11 @@ class Job {
   std::vector<std::pair<std::string, std::string>> skipped_;
   StageTimes times_;
   std::string device_, device_reason_;
+  bool gpu_ = false;
+  std::unique_ptr<CudaPreprocessor> cuda_;
   int batch_size_ = 1, threads_ = 1;
   size_t shards_ = 0, resumed_ = 0, written_ = 0, batches_ = 0, queue_peak_ = 0;
-  double list_s_ = 0, write_s_ = 0, wall_s_ = 0;
+  double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;
 };
 
 }  // namespace

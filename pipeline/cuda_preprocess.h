@@ -1,0 +1,87 @@
+#pragma once
+// The GPU preprocessing stage: decoded images -> pinned staging -> device -> fused kernel,
+// double-buffered so the upload and kernel of one batch overlap the host work on the
+// previous one. The batch tensor stays on the device for inference; it is copied back
+// only when asked (tensors written to disk). CUDA builds only.
+#if defined(IMGPIPE_HAVE_CUDA)
+#include <opencv2/core.hpp>
+
+#include <array>
+#include <vector>
+
+#include "cuda_resources.h"
+#include "preprocess.h"
+
+namespace imgpipe {
+
+class CudaPreprocessor {
+ public:
+  /// Batches in flight at once (one per slot of staging buffers and stream).
+  static constexpr int kSlots = 2;
+
+  /// Uses `device` (made current on the calling thread).
+  CudaPreprocessor(int device, const kernels::PreprocessParams& params);
+
+  /// Enqueues one batch: copies the images into the pinned staging of a free slot, uploads
+  /// them and their descriptors on the slot's stream, launches the fused kernel, and (with
+  /// `download`) copies the tensor back into pinned host memory. descs[i] gives the
+  /// placement of images[i] (offset and pitch are filled in here). Requires a free slot:
+  /// call collect() first when in_flight() == kSlots.
+  void submit(const std::vector<cv::Mat>& images, std::vector<kernels::ImageDesc> descs, bool download);
+
+  struct Batch {
+    int n = 0;
+    const void* d_tensor = nullptr;  ///< valid until this slot is submitted to again
+    const void* h_tensor = nullptr;  ///< pinned host copy, when submitted with download
+  };
+  /// Waits for the oldest batch in flight and returns it. Throws CudaError on failure.
+  Batch collect();
+  int in_flight() const { return in_flight_; }
+
+  /// Host and device bytes held now (staging grows to the largest batch seen).
+  size_t device_bytes() const;
+  size_t pinned_bytes() const;
+
+ private:
+  struct Slot {
+    kernels::Stream stream;
+    kernels::Event done;
+    kernels::PinnedBuffer h_src, h_descs, h_out;
+    kernels::DeviceBuffer d_src, d_descs, d_out;
+    int n = 0;
+    bool download = false;
+  };
+  kernels::PreprocessParams params_;
+  int device_;
+  std::array<Slot, kSlots> slots_;
+  int next_ = 0, oldest_ = 0, in_flight_ = 0;
+};
+
+}  // namespace imgpipe
+#else
+#include <opencv2/core.hpp>
+
+#include <stdexcept>
+#include <vector>
+
+#include "preprocess.h"
+
+namespace imgpipe {
+
+/// A build without CUDA: the run never selects the GPU, so this is never constructed.
+class CudaPreprocessor {
+ public:
+  static constexpr int kSlots = 2;
+  struct Batch {
+    int n = 0;
+    const void* d_tensor = nullptr;
+    const void* h_tensor = nullptr;
+  };
+  CudaPreprocessor(int, const kernels::PreprocessParams&) { throw std::logic_error("built without CUDA"); }
+  void submit(const std::vector<cv::Mat>&, std::vector<kernels::ImageDesc>, bool) {}
+  Batch collect() { return {}; }
+  int in_flight() const { return 0; }
+};
+
+}  // namespace imgpipe
+#endif  // IMGPIPE_HAVE_CUDA
