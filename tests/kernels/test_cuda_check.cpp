@@ -1,0 +1,92 @@
+// Error mapping of the CUDA check macros and probe_cuda: these need no GPU, only the
+// libraries, so they run in the cpu suite.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cuda_check.h"
+#include "device_query.h"
+
+namespace imgpipe::kernels {
+namespace {
+
+TEST(DeviceQuery, ZeroDevicesComeWithAReason) {
+  const CudaProbe probe = probe_cuda();
+  EXPECT_GE(probe.device_count, 0);
+  if (probe.device_count == 0)
+    EXPECT_FALSE(probe.reason.empty());
+  else
+    EXPECT_TRUE(probe.reason.empty()) << probe.reason;
+#if !defined(IMGPIPE_HAVE_CUDA)
+  EXPECT_EQ(probe.device_count, 0);
+  EXPECT_EQ(probe.reason, "built without CUDA");
+#endif
+}
+
+TEST(CudaError, OutOfMemoryIsACudaError) {
+  try {
+    throw CudaOutOfMemory("x.cu:3: cudaMalloc: out of memory", "x.cu", 3, 2);
+  } catch (const CudaError& e) {
+    EXPECT_NE(dynamic_cast<const CudaOutOfMemory*>(&e), nullptr);
+    EXPECT_EQ(e.line(), 3);
+    EXPECT_STREQ(e.file(), "x.cu");
+  }
+}
+
+#if defined(IMGPIPE_HAVE_CUDA)
+template <class Status>
+std::string thrown_message(Status s, bool expect_oom) {
+  try {
+    IMGPIPE_CUDA_CHECK(s);
+  } catch (const CudaOutOfMemory& e) {
+    EXPECT_TRUE(expect_oom) << e.what();
+    return e.what();
+  } catch (const CudaError& e) {
+    EXPECT_FALSE(expect_oom) << e.what();
+    EXPECT_EQ(e.code(), int(s));
+    EXPECT_NE(std::string(e.file()).find("test_cuda_check.cpp"), std::string::npos);
+    return e.what();
+  }
+  ADD_FAILURE() << "nothing thrown";
+  return "";
+}
+
+TEST(CudaCheck, RuntimeErrorsThrowWithFileLineAndName) {
+  EXPECT_NO_THROW(IMGPIPE_CUDA_CHECK(cudaSuccess));
+  const std::string oom = thrown_message(cudaErrorMemoryAllocation, true);
+  EXPECT_NE(oom.find("test_cuda_check.cpp:"), std::string::npos) << oom;
+  EXPECT_NE(oom.find("cudaErrorMemoryAllocation"), std::string::npos) << oom;
+  const std::string inval = thrown_message(cudaErrorInvalidValue, false);
+  EXPECT_NE(inval.find("cudaErrorInvalidValue"), std::string::npos) << inval;
+}
+
+TEST(CudaCheck, CublasAllocFailureIsOutOfMemory) {
+  EXPECT_NO_THROW(IMGPIPE_CUBLAS_CHECK(CUBLAS_STATUS_SUCCESS));
+  EXPECT_NE(thrown_message(CUBLAS_STATUS_ALLOC_FAILED, true).find("CUBLAS_STATUS_ALLOC_FAILED"),
+            std::string::npos);
+  thrown_message(CUBLAS_STATUS_NOT_INITIALIZED, false);
+}
+
+#if defined(IMGPIPE_HAVE_CUDNN)
+TEST(CudaCheck, CudnnAllocFailureIsOutOfMemory) {
+  EXPECT_NO_THROW(IMGPIPE_CUDNN_CHECK(CUDNN_STATUS_SUCCESS));
+  thrown_message(CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED, true);
+  thrown_message(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED, true);
+  EXPECT_NE(thrown_message(CUDNN_STATUS_BAD_PARAM, false).find("CUDNN_STATUS_BAD_PARAM"),
+            std::string::npos);
+}
+#endif
+
+TEST(CudaCheck, NoThrowVariantLogsAndReturnsFalse) {
+  testing::internal::CaptureStderr();
+  bool ok = true;
+  EXPECT_NO_THROW(ok = IMGPIPE_CUDA_CHECK_NOTHROW(cudaErrorInvalidValue));
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(ok);
+  EXPECT_NE(err.find("cudaErrorInvalidValue"), std::string::npos) << err;
+  EXPECT_TRUE(IMGPIPE_CUDA_CHECK_NOTHROW(cudaSuccess));
+}
+#endif
+
+}  // namespace
+}  // namespace imgpipe::kernels
