@@ -2,42 +2,19 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <sys/wait.h>
-
-#include <array>
 #include <cstdio>
 #include <filesystem>
 
+#include "cli_util.h"
 #include "sinks.h"
 #include "test_util.h"
 
 using namespace imgpipe;
+using namespace imgpipe::test;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-struct Result {
-  int code;
-  std::string output;
-};
-
-Result run_cmd(const std::string& cmd) {
-  Result r{-1, {}};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.output.append(buf.data(), n);
-  const int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-Result run_imgpipe(const std::string& args, const std::string& env = "") {
-  return run_cmd(env + " " + IMGPIPE_BINARY + " " + args);
-}
-
-const std::string kSource = IMGPIPE_SOURCE_DIR;
 
 json load_json(const std::string& path) { return json::parse(test::read_file(path)); }
 
@@ -188,4 +165,18 @@ TEST(Cli, QueueStaysWithinTheHostBudget) {
   const json report = load_json(tmp / "out/report.json");
   EXPECT_EQ(report["counts"]["written"], 120);
   EXPECT_LE(report["memory"]["queue_peak_bytes"].get<int64_t>(), (16 << 20) + 602112);
+}
+
+TEST(Cli, DeviceCudaWithoutGpuIsAClearErrorAndAutoFallsBack) {
+  if (kernels::probe_cuda().device_count > 0) GTEST_SKIP() << "a GPU is present: the fallback is not exercised";
+  test::TempDir out;
+  const std::string args = "--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                           "/data/sample --set output.dir=" + out.path().string();
+  const auto r = run_imgpipe(args + " --device cuda");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("no usable GPU"), std::string::npos) << r.output;
+  ASSERT_EQ(run_imgpipe(args + " --device auto -q").code, 0);
+  const json report = load_json(out / "report.json");
+  EXPECT_EQ(report["device"], "cpu");
+  EXPECT_NE(report["device_reason"].get<std::string>().find("no usable GPU"), std::string::npos);
 }

@@ -1,0 +1,50 @@
+#pragma once
+// Running the imgpipe binary from tests, and the GPU-suite guard.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "device_query.h"
+
+namespace imgpipe::test {
+
+struct Result {
+  int code;            ///< exit code, or 128 + signal
+  std::string output;  ///< stdout and stderr together
+};
+
+inline Result run_cmd(const std::string& cmd) {
+  Result r{-1, {}};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  for (size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) r.output.append(buf.data(), n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+/// Runs the imgpipe binary with `args`, `env` (e.g. "VAR=1") in front.
+inline Result run_imgpipe(const std::string& args, const std::string& env = "") {
+  return run_cmd(env + " " + IMGPIPE_BINARY + " " + args);
+}
+
+inline const std::string kSource = IMGPIPE_SOURCE_DIR;
+
+}  // namespace imgpipe::test
+
+/// In GPU suites: skip with the reason when no usable GPU, fail instead under
+/// IMGPIPE_REQUIRE_GPU=1.
+#define IMGPIPE_REQUIRE_GPU_OR_SKIP()                                                        \
+  do {                                                                                       \
+    const auto probe_ = ::imgpipe::kernels::probe_cuda();                                    \
+    if (probe_.device_count == 0) {                                                          \
+      const char* req_ = std::getenv("IMGPIPE_REQUIRE_GPU");                                 \
+      if (req_ && std::string(req_) == "1") FAIL() << "IMGPIPE_REQUIRE_GPU=1: " << probe_.reason; \
+      GTEST_SKIP() << "no usable GPU: " << probe_.reason;                                     \
+    }                                                                                        \
+  } while (0)
