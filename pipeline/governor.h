@@ -1,0 +1,118 @@
+#pragma once
+// The memory governor: plans the batch size and precision from the executor's exact
+// memory plan, re-reads free memory between batches, shrinks the batch and then downcasts
+// to fp16 when memory runs short (retrying the same images), and grows back when memory
+// returns. Every decision is an event. The same logic runs on the CPU backend (through the
+// budgeted allocator) and on CUDA.
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "config.h"
+#include "inference/allocator.h"
+#include "inference/executor.h"
+
+namespace imgpipe {
+
+/// The run cannot go on: not even batch.min at the lowest allowed precision fits.
+class GovernorStop : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Memory of the device the model runs on, in bytes, read now.
+struct MemoryReading {
+  int64_t free = 0, total = 0;
+};
+
+/// Test and demo faults, from IMGPIPE_FAULT_INJECT, e.g.
+/// "fail_alloc=3;fail_batch=5;budget_at=4:64MiB,9:none". Batches count from 1.
+struct FaultPlan {
+  int fail_alloc_at = 0;             ///< the Nth allocation of the run fails (0: never)
+  std::set<int> fail_batch;          ///< batch K fails as if out of memory, once
+  std::map<int, int64_t> budget_at;  ///< from batch K on, cap the budget (-1 lifts the cap)
+  /// Parses the text; throws std::invalid_argument naming what is wrong.
+  static FaultPlan parse(const std::string& text);
+};
+
+struct GovernorEvent {
+  double time_s = 0;  ///< since the governor started
+  std::string kind;   ///< plan | shrink | downcast | grow | upcast | stop
+  int batch_before = 0, batch_after = 0;
+  std::string precision_before, precision_after;
+  int64_t free_bytes = 0, budget_bytes = 0, needed_bytes = 0;
+  int64_t images_retried = 0;
+  std::string reason;
+};
+
+class Governor {
+ public:
+  struct Options {
+    int batch_min = 1, batch_max = 256;
+    int batch_fixed = 0;  ///< batch.size; 0 = auto
+    PrecisionMode precision = PrecisionMode::Auto;
+    int64_t budget = 0;           ///< memory.device_budget bytes; 0 = auto
+    double budget_percent = 0;    ///< of total memory, when > 0
+    int64_t safety_margin = 0;
+    bool restore_precision = false;
+    int grow_after = 4;           ///< good batches in a row before trying a larger batch
+    int64_t extra_bytes_per_image = 0;  ///< preprocessing buffers that scale with the batch
+    FaultPlan faults;
+  };
+
+  /// `memory` reads the device's free/total bytes now; `log` receives one line per event.
+  Governor(Options opt, infer::Executor& executor, infer::BudgetedAllocator& allocator,
+           std::function<MemoryReading()> memory, std::function<void(const std::string&)> log);
+
+  /// Bytes a batch needs at a precision: the executor's plan plus preprocessing buffers.
+  [[nodiscard]] int64_t bytes_needed(int batch, infer::Precision p) const;
+
+  /// The plan table for --dry-run: candidate batches and precisions against the budget.
+  [[nodiscard]] std::string describe_plan();
+
+  /// Picks the largest fitting batch (fp32 first under precision auto) and prepares the
+  /// executor. Throws GovernorStop with both numbers when nothing fits.
+  void start();
+
+  /// Runs n images (NCHW fp32, contiguous) through the model into out (n x output_size),
+  /// in sub-batches of the current batch size; on an allocation failure, shrinks or
+  /// downcasts and retries the same images. Throws GovernorStop when it cannot go on.
+  void infer(const float* in, int n, float* out);
+
+  int batch() const { return batch_; }
+  infer::Precision precision() const { return precision_; }
+  const std::vector<GovernorEvent>& events() const { return events_; }
+  int64_t budget() const { return budget_; }
+  int batches_run() const { return batches_; }
+  int64_t images_retried() const { return retried_; }
+
+ private:
+  int64_t effective_budget();
+  /// The largest batch in [min, cap] whose plan fits `budget` at p; 0 when none does.
+  int largest_fitting(infer::Precision p, int64_t budget, int cap) const;
+  void event(const std::string& kind, int before, infer::Precision pbefore, int64_t needed,
+             const std::string& reason, int64_t retried = 0);
+  /// Called after an allocation failure or a budget drop: smaller batch, or fp16, or stop.
+  void shrink(const std::string& reason, int64_t retried);
+  void maybe_grow();
+  [[noreturn]] void stop(const std::string& why);
+
+  Options opt_;
+  infer::Executor& exec_;
+  infer::BudgetedAllocator& alloc_;
+  std::function<MemoryReading()> memory_;
+  std::function<void(const std::string&)> log_;
+  int64_t configured_budget_ = 0, budget_ = 0, last_free_ = 0;
+  int batch_ = 0, good_streak_ = 0, grow_after_ = 4, batches_ = 0;
+  int64_t retried_ = 0;
+  infer::Precision precision_ = infer::Precision::FP32;
+  bool downcast_by_governor_ = false;
+  double start_time_ = 0;
+  std::vector<GovernorEvent> events_;
+};
+
+}  // namespace imgpipe
