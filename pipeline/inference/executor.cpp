@@ -1,0 +1,225 @@
+#include "executor.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "graph.h"
+#include "planner.h"
+#include "resolve.h"
+
+namespace imgpipe::infer {
+namespace {
+
+/// Memory from an Allocator, returned when destroyed.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Allocator& a, size_t bytes) : alloc_(&a), bytes_(bytes) {
+    if (bytes) p_ = a.allocate(bytes);
+  }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      std::swap(alloc_, o.alloc_);
+      std::swap(p_, o.p_);
+      std::swap(bytes_, o.bytes_);
+    }
+    return *this;
+  }
+  ~Buffer() { reset(); }
+  void reset() noexcept {
+    if (p_) alloc_->deallocate(p_, bytes_);
+    p_ = nullptr;
+    bytes_ = 0;
+  }
+  char* data() const { return static_cast<char*>(p_); }
+
+ private:
+  Allocator* alloc_ = nullptr;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+void to_half(const float* src, uint16_t* dst, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+void to_float(const uint16_t* src, float* dst, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+
+}  // namespace
+
+struct Executor::Prepared {
+  int batch = 0;
+  Precision precision = Precision::FP32;
+  ResolvedGraph graph;
+  Layout layout;
+  Buffer weights, arena, workspace;
+  // Per value: dim 0 for one image when it scales with the batch, else 0.
+  std::vector<int64_t> unit0;
+  bool separable = true;
+  // Scratch reused by every run() so that it allocates nothing.
+  std::vector<std::vector<Shape>> in_shapes;
+  std::vector<Shape> out_shapes;
+  std::vector<std::vector<const float*>> in_ptrs;
+
+  void run_step_fp32(size_t k, int n, float* ws) {
+    const Step& st = graph.steps[k];
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      in_ptrs[k][i] = nullptr;
+      if (v < 0) continue;
+      runtime_shape(v, n, in_shapes[k][i]);
+      if (st.op->data_input(i)) in_ptrs[k][i] = reinterpret_cast<const float*>(where(v));
+    }
+    runtime_shape(st.output, n, out_shapes[k]);
+    st.op->run(OpArgs{in_ptrs[k].data(), in_shapes[k].data(), in_ptrs[k].size(),
+                      reinterpret_cast<float*>(where(st.output)), &out_shapes[k], ws});
+  }
+
+  /// fp16 storage: widen the weights once, then the activations image chunk by chunk
+  /// (kFp16ChunkImages) so that the fp32 scratch stays small, and narrow the output.
+  void run_step_fp16(size_t k, int n, float* ws) {
+    const Step& st = graph.steps[k];
+    std::vector<Shape>& shapes = in_shapes[k];
+    std::vector<const float*>& ptrs = in_ptrs[k];
+    float* cursor = ws;
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      ptrs[i] = nullptr;
+      if (v < 0 || !graph.values[v].constant) continue;
+      runtime_shape(v, n, shapes[i]);
+      if (!st.op->data_input(i)) continue;
+      const int64_t count = numel(shapes[i]);
+      to_float(reinterpret_cast<const uint16_t*>(where(v)), cursor, count);
+      ptrs[i] = cursor;
+      cursor += scratch_floats(count);
+    }
+    const int chunk = separable ? std::min(kFp16ChunkImages, n) : n;
+    for (int i0 = 0; i0 < n; i0 += chunk) {
+      const int c = std::min(chunk, n - i0);
+      float* cur = cursor;
+      for (size_t i = 0; i < st.inputs.size(); ++i) {
+        const int v = st.inputs[i];
+        if (v < 0 || graph.values[v].constant) continue;
+        runtime_shape(v, c, shapes[i]);
+        if (!st.op->data_input(i)) continue;
+        const int64_t count = numel(shapes[i]);
+        const int64_t first = unit0[v] ? count / c * i0 : 0;  // batch-independent: whole
+        to_float(reinterpret_cast<const uint16_t*>(where(v)) + first, cur, count);
+        ptrs[i] = cur;
+        cur += scratch_floats(count);
+      }
+      runtime_shape(st.output, c, out_shapes[k]);
+      const int64_t count = numel(out_shapes[k]);
+      float* out = cur;
+      cur += scratch_floats(count);
+      st.op->run(OpArgs{ptrs.data(), shapes.data(), ptrs.size(), out, &out_shapes[k], cur});
+      const int64_t first = unit0[st.output] ? count / c * i0 : 0;
+      to_half(out, reinterpret_cast<uint16_t*>(where(st.output)) + first, count);
+    }
+  }
+
+  char* where(int v) const {
+    const Value& val = graph.values[v];
+    return (val.constant ? weights.data() : arena.data()) + layout.offset[v];
+  }
+  void runtime_shape(int v, int n, Shape& s) const {
+    s = graph.values[v].shape;  // same length every time: no reallocation
+    if (unit0[v] && !s.empty()) s[0] = unit0[v] * n;
+  }
+};
+
+Executor::Executor(Model model, Allocator& allocator)
+    : model_(std::move(model)), allocator_(allocator) {}
+
+Executor::~Executor() { release(); }
+
+void Executor::release() noexcept { state_.reset(); }
+
+bool Executor::prepared() const { return state_ != nullptr; }
+int Executor::batch() const { return state_ ? state_->batch : 0; }
+Precision Executor::precision() const { return precision_; }
+const MemoryPlan& Executor::memory_plan() const {
+  static const MemoryPlan none{};
+  return state_ ? state_->layout.plan : none;
+}
+
+void Executor::set_precision(Precision p) {
+  const bool was_prepared = prepared();
+  const int b = batch();
+  precision_ = p;
+  if (was_prepared && state_->precision != p) prepare(b, p);
+}
+
+void Executor::prepare(int batch, Precision p) {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1");
+  release();  // free the old weights and arena before asking for new ones
+  precision_ = p;
+  const Graph& g = *model_.graph();
+  auto s = std::make_unique<Prepared>();
+  s->batch = batch;
+  s->precision = p;
+  s->graph = resolve(g, batch);
+  // Which tensors carry the batch in dim 0: compare with the graph resolved at batch 1.
+  const ResolvedGraph one = resolve(g, 1);
+  s->layout = make_layout(s->graph, one, batch, p);
+  s->unit0 = batch_units(s->graph, one, batch, s->separable);
+  if (s->unit0[s->graph.output] != 1 && batch > 1)
+    throw UnsupportedModel("output '" + g.output_name + "' does not scale with the batch (" +
+                           to_string(s->graph.values[s->graph.output].shape) + " at batch " +
+                           std::to_string(batch) + "); was the model exported with a fixed batch?");
+
+  for (const Step& st : s->graph.steps) {
+    s->in_shapes.emplace_back(st.inputs.size());
+    s->in_ptrs.emplace_back(st.inputs.size(), nullptr);
+    s->out_shapes.emplace_back();
+  }
+
+  const MemoryPlan& plan = s->layout.plan;
+  s->weights = Buffer(allocator_, plan.weight_bytes);
+  s->arena = Buffer(allocator_, plan.arena_bytes);
+  s->workspace = Buffer(allocator_, plan.workspace_bytes);
+
+  for (size_t v = 0; v < s->graph.values.size(); ++v) {
+    const Value& val = s->graph.values[v];
+    if (!val.weight) continue;
+    const std::vector<float>& f = val.constant->f;
+    if (p == Precision::FP16)
+      to_half(f.data(), reinterpret_cast<uint16_t*>(s->where(v)), static_cast<int64_t>(f.size()));
+    else
+      std::memcpy(s->where(v), f.data(), f.size() * sizeof(float));
+  }
+  state_ = std::move(s);
+}
+
+void Executor::run(const float* input, int batch_n, float* output) {
+  if (!state_) throw std::logic_error("Executor::run before prepare()");
+  Prepared& s = *state_;
+  if (batch_n < 1 || batch_n > s.batch)
+    throw std::invalid_argument("batch_n " + std::to_string(batch_n) + " outside 1.." + std::to_string(s.batch));
+  if (batch_n < s.batch && !s.separable)
+    throw std::invalid_argument("this model mixes images across the batch; run full batches of " +
+                                std::to_string(s.batch));
+  const bool half = s.precision == Precision::FP16;
+  const ResolvedGraph& g = s.graph;
+
+  const int64_t in_n = model_.input_size() * batch_n;
+  if (half) to_half(input, reinterpret_cast<uint16_t*>(s.where(g.input)), in_n);
+  else std::memcpy(s.where(g.input), input, static_cast<size_t>(in_n) * sizeof(float));
+
+  float* ws = reinterpret_cast<float*>(s.workspace.data());
+  for (size_t k = 0; k < g.steps.size(); ++k) {
+    if (half) s.run_step_fp16(k, batch_n, ws);
+    else s.run_step_fp32(k, batch_n, ws);
+  }
+
+  const int64_t out_n = model_.output_size() * batch_n;
+  if (half) to_float(reinterpret_cast<const uint16_t*>(s.where(g.output)), output, out_n);
+  else std::memcpy(output, s.where(g.output), static_cast<size_t>(out_n) * sizeof(float));
+}
+
+}  // namespace imgpipe::infer

@@ -1,0 +1,78 @@
+#pragma once
+// The loaded model: nodes and constant tensors, independent of the batch size.
+// Shapes are resolved per batch by resolve() (shape inference plus constant folding).
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <onnx/onnx_pb.h>
+
+namespace imgpipe::infer {
+
+using Shape = std::vector<int64_t>;
+
+inline int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+std::string to_string(const Shape& s);
+
+/// Thrown at load for an op, dtype or attribute this engine does not support.
+class UnsupportedModel : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A constant tensor: an initializer, a Constant node, or a folded shape computation.
+struct Constant {
+  enum class Type { Float, Int64 } type = Type::Float;
+  Shape shape;
+  std::vector<float> f;    ///< data when type == Float
+  std::vector<int64_t> i;  ///< data when type == Int64
+  int64_t size() const { return numel(shape); }
+  double at(int64_t k) const { return type == Type::Float ? f[k] : static_cast<double>(i[k]); }
+};
+
+/// Activation fused into a Conv at load (Relu, Clip/Relu6).
+struct FusedActivation {
+  enum class Kind { None, Relu, Clip } kind = Kind::None;
+  float min = 0.f, max = 0.f;
+};
+
+struct Node {
+  std::string name, op_type;
+  std::vector<std::string> inputs, outputs;  ///< "" = optional input left out
+  std::map<std::string, onnx::AttributeProto> attrs;
+  FusedActivation fused;
+};
+
+struct Graph {
+  int opset = 0;
+  std::string input_name, output_name;
+  Shape input_shape;  ///< per image, without the batch dimension
+  int64_t fixed_batch = -1;  ///< batch dimension of the model's input, -1 when symbolic
+  std::vector<Node> nodes;   ///< topological order
+  std::map<std::string, std::shared_ptr<const Constant>> constants;
+};
+
+/// Reads an .onnx file (any size; external data relative to its folder).
+Graph load_graph(const std::string& path, const std::string& input_name = "");
+/// Builds a graph from a parsed model; external data files are looked up in base_dir.
+Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_dir,
+                       const std::string& input_name = "");
+
+// Attribute helpers (defaults when absent).
+int64_t attr_int(const Node& n, const std::string& key, int64_t def);
+float attr_float(const Node& n, const std::string& key, float def);
+std::string attr_string(const Node& n, const std::string& key, const std::string& def);
+std::vector<int64_t> attr_ints(const Node& n, const std::string& key,
+                               const std::vector<int64_t>& def = {});
+bool has_attr(const Node& n, const std::string& key);
+/// Converts a TensorProto (raw or typed fields, or external data) to a Constant.
+Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir);
+
+}  // namespace imgpipe::infer

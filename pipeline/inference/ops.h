@@ -1,0 +1,50 @@
+#pragma once
+// Operator interface: setup() resolves the output shape and workspace for the shapes of
+// one batch size before any memory is touched; run() then computes in fp32 on raw
+// pointers. Storage precision is handled by the executor, not by ops.
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "graph.h"
+
+namespace imgpipe::infer {
+
+/// What setup() knows about an input: its shape and, when constant, its value.
+struct ValueInfo {
+  Shape shape;
+  const Constant* constant = nullptr;
+};
+
+/// Pointers and shapes for one run; shapes carry the batch actually run.
+struct OpArgs {
+  const float* const* in;  ///< one per input; nullptr for inputs that are not data_input()
+  const Shape* in_shapes;
+  size_t n_in;
+  float* out;
+  const Shape* out_shape;
+  float* workspace;  ///< workspace_floats() floats, fp32
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  /// Output shape for these inputs; throws UnsupportedModel for what run() cannot do.
+  virtual Shape setup(const std::vector<ValueInfo>& in) = 0;
+  /// False for inputs only setup() reads (a Reshape's shape, Clip's bounds).
+  virtual bool data_input(size_t i) const { (void)i; return true; }
+  /// fp32 scratch, in floats, needed by run() for the shapes of the last setup().
+  virtual size_t workspace_floats() const { return 0; }
+  /// Computes the output; the batch (dim 0) of the shapes may be below the setup() one.
+  virtual void run(const OpArgs& a) const = 0;
+};
+
+// Shape rules shared by the ops and constant folding.
+Shape reshape_shape(const Shape& in, const std::vector<int64_t>& target, bool allowzero);
+Shape squeeze_shape(const Shape& in, std::vector<int64_t> axes);
+Shape unsqueeze_shape(const Shape& in, std::vector<int64_t> axes);
+
+/// Creates the CPU op for a node; throws UnsupportedModel naming the problem.
+std::unique_ptr<Op> make_op(const Node& node, int opset);
+
+}  // namespace imgpipe::infer

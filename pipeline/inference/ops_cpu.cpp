@@ -1,0 +1,865 @@
+// CPU implementations of the supported ONNX ops (fp32 arithmetic).
+// Conv runs as im2col + cblas_sgemm (1x1 stride-1 without im2col), depthwise by direct
+// loops; OpenBLAS threads the GEMMs, OpenMP the loops.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+
+#include "ops.h"
+
+namespace imgpipe::infer {
+namespace {
+
+[[noreturn]] void unsupported(const std::string& what) { throw UnsupportedModel(what); }
+
+int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
+  const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
+  if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
+  return axis < 0 ? axis + r : axis;
+}
+
+void copy_floats(float* dst, const float* src, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+/// numpy broadcasting of two shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  const size_t r = std::max(a.size(), b.size());
+  Shape out(r);
+  for (size_t k = 0; k < r; ++k) {
+    const int64_t da = k + a.size() >= r ? a[k + a.size() - r] : 1;
+    const int64_t db = k + b.size() >= r ? b[k + b.size() - r] : 1;
+    if (da != db && da != 1 && db != 1)
+      unsupported("shapes " + to_string(a) + " and " + to_string(b) + " do not broadcast");
+    out[k] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+/// Element strides of `s` seen through the broadcast shape `out` (0 on broadcast dims).
+void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides) {
+  const size_t r = out.size();
+  int64_t st = 1;
+  for (size_t k = r; k-- > 0;) {
+    const int64_t d = k + s.size() >= r ? s[k + s.size() - r] : 1;
+    strides[k] = d == 1 ? 0 : st;
+    st *= d;
+  }
+}
+
+// ---------------------------------------------------------------- elementwise -------
+class UnaryOp : public Op {
+ public:
+  enum class Kind { Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Copy };
+  UnaryOp(Kind kind, const Node& n, int opset) : kind_(kind), opset_(opset) {
+    if (kind == Kind::LeakyRelu) alpha_ = attr_float(n, "alpha", 0.01f);
+    if (kind == Kind::HardSigmoid) {
+      alpha_ = attr_float(n, "alpha", 0.2f);
+      beta_ = attr_float(n, "beta", 0.5f);
+    }
+    if (kind == Kind::Clip) {
+      lo_ = attr_float(n, "min", -std::numeric_limits<float>::infinity());
+      hi_ = attr_float(n, "max", std::numeric_limits<float>::infinity());
+    }
+  }
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (kind_ == Kind::Clip) {  // opset >= 11: bounds as optional constant inputs
+      for (size_t k = 1; k < in.size() && k < 3; ++k) {
+        if (in[k].shape.empty() && !in[k].constant) continue;  // left out
+        if (!in[k].constant) unsupported("Clip bounds must be constant");
+        (k == 1 ? lo_ : hi_) = static_cast<float>(in[k].constant->at(0));
+      }
+    }
+    return in[0].shape;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const float* x = a.in[0];
+    float* y = a.out;
+    const int64_t n = numel(*a.out_shape);
+    const float lo = lo_, hi = hi_, alpha = alpha_, beta = beta_;
+    switch (kind_) {
+      case Kind::Relu:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+        break;
+      case Kind::LeakyRelu:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] >= 0.f ? x[i] : alpha * x[i];
+        break;
+      case Kind::Clip:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(x[i], lo), hi);
+        break;
+      case Kind::Sigmoid:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = 1.f / (1.f + std::exp(-x[i]));
+        break;
+      case Kind::HardSigmoid:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = std::min(1.f, std::max(0.f, alpha * x[i] + beta));
+        break;
+      case Kind::HardSwish:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i)
+          y[i] = x[i] * std::min(1.f, std::max(0.f, x[i] / 6.f + 0.5f));
+        break;
+      case Kind::Tanh:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+        break;
+      case Kind::Copy:
+        copy_floats(y, x, n);
+        break;
+    }
+    (void)opset_;
+  }
+
+ private:
+  Kind kind_;
+  int opset_;
+  float alpha_ = 0.f, beta_ = 0.f;
+  float lo_ = -std::numeric_limits<float>::infinity();
+  float hi_ = std::numeric_limits<float>::infinity();
+};
+
+class BinaryOp : public Op {
+ public:
+  enum class Kind { Add, Sub, Mul, Div };
+  explicit BinaryOp(Kind kind) : kind_(kind) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() != 2) unsupported("expects 2 inputs");
+    return broadcast_shapes(in[0].shape, in[1].shape);
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& out = *a.out_shape;
+    const Shape& sa = a.in_shapes[0];
+    const Shape& sb = a.in_shapes[1];
+    const float* pa = a.in[0];
+    const float* pb = a.in[1];
+    float* y = a.out;
+    const int64_t n = numel(out);
+    if (sa == sb) {
+      apply(pa, 1, pb, 1, y, n);
+      return;
+    }
+    const size_t r = out.size();
+    int64_t st_a[8], st_b[8];
+    if (r > 8) unsupported("rank above 8");
+    broadcast_strides(sa, out, st_a);
+    broadcast_strides(sb, out, st_b);
+    const int64_t inner = r ? out[r - 1] : 1;
+    const int64_t outer = inner ? n / inner : 0;
+#pragma omp parallel for
+    for (int64_t o = 0; o < outer; ++o) {
+      int64_t rem = o, off_a = 0, off_b = 0;
+      for (size_t k = r - 1; k-- > 0;) {
+        const int64_t idx = rem % out[k];
+        rem /= out[k];
+        off_a += idx * st_a[k];
+        off_b += idx * st_b[k];
+      }
+      apply(pa + off_a, st_a[r - 1], pb + off_b, st_b[r - 1], y + o * inner, inner);
+    }
+  }
+
+ private:
+  void apply(const float* a, int64_t sa, const float* b, int64_t sb, float* y, int64_t n) const {
+    switch (kind_) {
+      case Kind::Add: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] + b[i * sb]; break;
+      case Kind::Sub: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] - b[i * sb]; break;
+      case Kind::Mul: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] * b[i * sb]; break;
+      case Kind::Div: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] / b[i * sb]; break;
+    }
+  }
+  Kind kind_;
+};
+
+void apply_activation(float* y, int64_t n, const FusedActivation& act) {
+  if (act.kind == FusedActivation::Kind::Relu) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
+  } else if (act.kind == FusedActivation::Kind::Clip) {
+    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], act.min), act.max);
+  }
+}
+
+// ---------------------------------------------------------------- windows ----------
+/// Pads and output size of a sliding window along one axis.
+struct Window {
+  int64_t k = 1, stride = 1, dil = 1, pad_begin = 0, pad_end = 0, out = 0;
+};
+
+std::vector<Window> windows(const Node& n, const Shape& x, const Shape& kernel, bool ceil_mode) {
+  const size_t sp = kernel.size();
+  if (x.size() != sp + 2) unsupported("expects rank " + std::to_string(sp + 2) + " input, got " + to_string(x));
+  const auto strides = attr_ints(n, "strides", Shape(sp, 1));
+  const auto dils = attr_ints(n, "dilations", Shape(sp, 1));
+  const auto pads = attr_ints(n, "pads", Shape(2 * sp, 0));
+  const std::string auto_pad = attr_string(n, "auto_pad", "NOTSET");
+  if (strides.size() != sp || dils.size() != sp || pads.size() != 2 * sp)
+    unsupported("strides/dilations/pads do not match the kernel rank");
+  std::vector<Window> w(sp);
+  for (size_t d = 0; d < sp; ++d) {
+    Window& wd = w[d];
+    wd.k = kernel[d];
+    wd.stride = strides[d];
+    wd.dil = dils[d];
+    const int64_t in = x[2 + d];
+    const int64_t ext = (wd.k - 1) * wd.dil + 1;
+    if (auto_pad == "NOTSET") {
+      wd.pad_begin = pads[d];
+      wd.pad_end = pads[sp + d];
+    } else if (auto_pad == "VALID") {
+    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t out = (in + wd.stride - 1) / wd.stride;
+      const int64_t total = std::max<int64_t>(0, (out - 1) * wd.stride + ext - in);
+      wd.pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      wd.pad_end = total - wd.pad_begin;
+    } else {
+      unsupported("auto_pad " + auto_pad);
+    }
+    const int64_t span = in + wd.pad_begin + wd.pad_end - ext;
+    if (span < 0) unsupported("window larger than the padded input " + to_string(x));
+    if (ceil_mode) {
+      wd.out = (span + wd.stride - 1) / wd.stride + 1;
+      if ((wd.out - 1) * wd.stride >= in + wd.pad_begin) --wd.out;  // window must start inside
+    } else {
+      wd.out = span / wd.stride + 1;
+    }
+  }
+  return w;
+}
+
+// ---------------------------------------------------------------- Conv -------------
+class ConvOp : public Op {
+ public:
+  explicit ConvOp(const Node& n) : node_(n), group_(attr_int(n, "group", 1)), act_(n.fused) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() < 2) unsupported("expects X and W");
+    const Shape& x = in[0].shape;
+    const Shape& w = in[1].shape;
+    if (x.size() != 4 || w.size() != 4) unsupported("only 2-D convolution (rank-4 X and W) is supported");
+    const Shape kernel = attr_ints(node_, "kernel_shape", {w[2], w[3]});
+    if (kernel != Shape{w[2], w[3]}) unsupported("kernel_shape does not match W");
+    c_ = x[1];
+    m_ = w[0];
+    if (group_ <= 0 || c_ % group_ || m_ % group_ || w[1] != c_ / group_)
+      unsupported("channels " + std::to_string(c_) + ", W " + to_string(w) + " and group " +
+                  std::to_string(group_) + " do not match");
+    has_bias_ = in.size() > 2 && !in[2].shape.empty();
+    if (has_bias_ && numel(in[2].shape) != m_) unsupported("bias size does not match");
+    win_ = windows(node_, x, kernel, false);
+    depthwise_ = group_ == c_ && w[1] == 1 && group_ > 1;
+    pointwise_ = group_ == 1 && kernel == Shape{1, 1} && win_[0].stride == 1 && win_[1].stride == 1 &&
+                 win_[0].pad_begin == 0 && win_[0].pad_end == 0 && win_[1].pad_begin == 0 &&
+                 win_[1].pad_end == 0;
+    const int64_t k = (c_ / group_) * kernel[0] * kernel[1];
+    ws_ = (depthwise_ || pointwise_) ? 0 : static_cast<size_t>(k * win_[0].out * win_[1].out);
+    return {x[0], m_, win_[0].out, win_[1].out};
+  }
+  size_t workspace_floats() const override { return ws_; }
+
+  void run(const OpArgs& a) const override {
+    const Shape& xs = a.in_shapes[0];
+    const int64_t batch = xs[0], h = xs[2], wd = xs[3];
+    const int64_t oh = win_[0].out, ow = win_[1].out, p = oh * ow;
+    const float* x = a.in[0];
+    const float* w = a.in[1];
+    const float* bias = has_bias_ ? a.in[2] : nullptr;
+    float* y = a.out;
+    if (depthwise_) {
+      run_depthwise(x, w, bias, y, batch, h, wd);
+      return;
+    }
+    const int64_t cg = c_ / group_, mg = m_ / group_;
+    const int64_t kh = win_[0].k, kw = win_[1].k, k = cg * kh * kw;
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t g = 0; g < group_; ++g) {
+        const float* xg = x + (b * c_ + g * cg) * h * wd;
+        const float* col = xg;
+        if (!pointwise_) {
+          im2col(xg, cg, h, wd, a.workspace);
+          col = a.workspace;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg),
+                    static_cast<int>(p), static_cast<int>(k), 1.f, w + g * mg * k,
+                    static_cast<int>(k), col, static_cast<int>(p), 0.f,
+                    y + (b * m_ + g * mg) * p, static_cast<int>(p));
+      }
+      float* yb = y + b * m_ * p;
+#pragma omp parallel for
+      for (int64_t m = 0; m < m_; ++m) {
+        float* row = yb + m * p;
+        if (bias)
+          for (int64_t i = 0; i < p; ++i) row[i] += bias[m];
+        apply_activation(row, p, act_);
+      }
+    }
+  }
+
+ private:
+  void im2col(const float* x, int64_t cg, int64_t h, int64_t w, float* col) const {
+    const Window &wy = win_[0], &wx = win_[1];
+    const int64_t oh = wy.out, ow = wx.out;
+#pragma omp parallel for
+    for (int64_t c = 0; c < cg; ++c) {
+      for (int64_t i = 0; i < wy.k; ++i) {
+        for (int64_t j = 0; j < wx.k; ++j) {
+          float* dst = col + ((c * wy.k + i) * wx.k + j) * oh * ow;
+          for (int64_t oy = 0; oy < oh; ++oy) {
+            const int64_t iy = oy * wy.stride - wy.pad_begin + i * wy.dil;
+            float* d = dst + oy * ow;
+            if (iy < 0 || iy >= h) {
+              std::fill(d, d + ow, 0.f);
+              continue;
+            }
+            const float* src = x + (c * h + iy) * w;
+            for (int64_t ox = 0; ox < ow; ++ox) {
+              const int64_t ix = ox * wx.stride - wx.pad_begin + j * wx.dil;
+              d[ox] = (ix >= 0 && ix < w) ? src[ix] : 0.f;
+            }
+          }
+        }
+      }
+    }
+  }
+
+  void run_depthwise(const float* x, const float* w, const float* bias, float* y, int64_t batch,
+                     int64_t h, int64_t wd) const {
+    const Window &wy = win_[0], &wx = win_[1];
+    const int64_t oh = wy.out, ow = wx.out, mult = m_ / c_;
+#pragma omp parallel for
+    for (int64_t bm = 0; bm < batch * m_; ++bm) {
+      const int64_t b = bm / m_, m = bm % m_, c = m / mult;
+      const float* xc = x + (b * c_ + c) * h * wd;
+      const float* wm = w + m * wy.k * wx.k;
+      float* ym = y + bm * oh * ow;
+      const float b0 = bias ? bias[m] : 0.f;
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float s = b0;
+          for (int64_t i = 0; i < wy.k; ++i) {
+            const int64_t iy = oy * wy.stride - wy.pad_begin + i * wy.dil;
+            if (iy < 0 || iy >= h) continue;
+            for (int64_t j = 0; j < wx.k; ++j) {
+              const int64_t ix = ox * wx.stride - wx.pad_begin + j * wx.dil;
+              if (ix >= 0 && ix < wd) s += xc[iy * wd + ix] * wm[i * wx.k + j];
+            }
+          }
+          ym[oy * ow + ox] = s;
+        }
+      }
+      apply_activation(ym, oh * ow, act_);
+    }
+  }
+
+  Node node_;
+  int64_t group_;
+  FusedActivation act_;
+  int64_t c_ = 0, m_ = 0;
+  bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
+  std::vector<Window> win_;
+  size_t ws_ = 0;
+};
+
+// ---------------------------------------------------------------- BatchNorm --------
+class BatchNormOp : public Op {
+ public:
+  explicit BatchNormOp(const Node& n) : eps_(attr_float(n, "epsilon", 1e-5f)) {
+    if (attr_int(n, "training_mode", 0) != 0) unsupported("training_mode=1");
+  }
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() != 5) unsupported("expects 5 inputs");
+    if (in[0].shape.size() < 2) unsupported("input rank below 2");
+    for (size_t k = 1; k < 5; ++k)
+      if (numel(in[k].shape) != in[0].shape[1]) unsupported("parameter size does not match channels");
+    return in[0].shape;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& s = a.in_shapes[0];
+    const int64_t batch = s[0], c = s[1], inner = numel(s) / std::max<int64_t>(1, batch * c);
+    const float *x = a.in[0], *gamma = a.in[1], *beta = a.in[2], *mean = a.in[3], *var = a.in[4];
+    const float eps = eps_;
+#pragma omp parallel for
+    for (int64_t bc = 0; bc < batch * c; ++bc) {
+      const int64_t ch = bc % c;
+      const float scale = gamma[ch] / std::sqrt(var[ch] + eps);
+      const float shift = beta[ch] - mean[ch] * scale;
+      const float* xi = x + bc * inner;
+      float* yi = a.out + bc * inner;
+      for (int64_t i = 0; i < inner; ++i) yi[i] = xi[i] * scale + shift;
+    }
+  }
+
+ private:
+  float eps_;
+};
+
+// ---------------------------------------------------------------- pooling ----------
+class PoolOp : public Op {
+ public:
+  PoolOp(const Node& n, bool max) : node_(n), max_(max) {
+    if (!has_attr(n, "kernel_shape")) unsupported("kernel_shape is required");
+    kernel_ = attr_ints(n, "kernel_shape");
+    ceil_ = attr_int(n, "ceil_mode", 0) != 0;
+    include_pad_ = attr_int(n, "count_include_pad", 0) != 0;
+    if (attr_int(n, "storage_order", 0) != 0) unsupported("storage_order=1");
+    if (kernel_.size() != 2) unsupported("only 2-D pooling is supported");
+    if (!max && has_attr(n, "dilations") && attr_ints(n, "dilations") != Shape{1, 1})
+      unsupported("AveragePool dilations");
+  }
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    win_ = windows(node_, in[0].shape, kernel_, ceil_);
+    const Shape& x = in[0].shape;
+    return {x[0], x[1], win_[0].out, win_[1].out};
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& s = a.in_shapes[0];
+    const int64_t nc = s[0] * s[1], h = s[2], w = s[3];
+    const Window &wy = win_[0], &wx = win_[1];
+    const int64_t oh = wy.out, ow = wx.out;
+#pragma omp parallel for
+    for (int64_t q = 0; q < nc; ++q) {
+      const float* xq = a.in[0] + q * h * w;
+      float* yq = a.out + q * oh * ow;
+      for (int64_t oy = 0; oy < oh; ++oy) {
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const int64_t y0 = oy * wy.stride - wy.pad_begin, x0 = ox * wx.stride - wx.pad_begin;
+          if (max_) {
+            float m = -std::numeric_limits<float>::infinity();
+            for (int64_t i = 0; i < wy.k; ++i) {
+              const int64_t iy = y0 + i * wy.dil;
+              if (iy < 0 || iy >= h) continue;
+              for (int64_t j = 0; j < wx.k; ++j) {
+                const int64_t ix = x0 + j * wx.dil;
+                if (ix >= 0 && ix < w) m = std::max(m, xq[iy * w + ix]);
+              }
+            }
+            yq[oy * ow + ox] = m;
+          } else {
+            const int64_t y1 = std::min(y0 + wy.k, h + wy.pad_end), x1 = std::min(x0 + wx.k, w + wx.pad_end);
+            const int64_t ya = std::max<int64_t>(y0, 0), xa = std::max<int64_t>(x0, 0);
+            const int64_t yb = std::min(y1, h), xb = std::min(x1, w);
+            float sum = 0.f;
+            for (int64_t iy = ya; iy < yb; ++iy)
+              for (int64_t ix = xa; ix < xb; ++ix) sum += xq[iy * w + ix];
+            const int64_t count = include_pad_ ? (y1 - y0) * (x1 - x0) : (yb - ya) * (xb - xa);
+            yq[oy * ow + ox] = count > 0 ? sum / static_cast<float>(count) : 0.f;
+          }
+        }
+      }
+    }
+  }
+
+ private:
+  Node node_;
+  bool max_, ceil_ = false, include_pad_ = false;
+  Shape kernel_;
+  std::vector<Window> win_;
+};
+
+class GlobalAveragePoolOp : public Op {
+ public:
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in[0].shape.size() < 3) unsupported("input rank below 3");
+    Shape out = in[0].shape;
+    std::fill(out.begin() + 2, out.end(), 1);
+    return out;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& s = a.in_shapes[0];
+    const int64_t nc = s[0] * s[1], inner = numel(s) / std::max<int64_t>(nc, 1);
+#pragma omp parallel for
+    for (int64_t q = 0; q < nc; ++q) {
+      const float* x = a.in[0] + q * inner;
+      double sum = 0;
+      for (int64_t i = 0; i < inner; ++i) sum += x[i];
+      a.out[q] = static_cast<float>(sum / static_cast<double>(inner));
+    }
+  }
+};
+
+// ---------------------------------------------------------------- shape ops --------
+/// Flatten, Reshape, Squeeze, Unsqueeze on activations: a copy with a new shape.
+class ReshapeLikeOp : public Op {
+ public:
+  ReshapeLikeOp(const Node& n, int opset) : node_(n), opset_(opset) {}
+  Shape setup(const std::vector<ValueInfo>& in) override;
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override { copy_floats(a.out, a.in[0], numel(*a.out_shape)); }
+
+ private:
+  Node node_;
+  int opset_;
+};
+
+std::vector<int64_t> const_ints(const ValueInfo& v, const char* what) {
+  if (!v.constant) unsupported(std::string(what) + " must be constant (from an initializer or a foldable shape computation)");
+  std::vector<int64_t> r(v.constant->size());
+  for (int64_t k = 0; k < v.constant->size(); ++k) r[k] = static_cast<int64_t>(v.constant->at(k));
+  return r;
+}
+
+}  // namespace
+
+/// Shape rules shared with constant folding.
+Shape reshape_shape(const Shape& in, const std::vector<int64_t>& target, bool allowzero) {
+  Shape out(target.size());
+  int64_t known = 1, infer_at = -1;
+  for (size_t k = 0; k < target.size(); ++k) {
+    int64_t d = target[k];
+    if (d == 0 && !allowzero) {
+      if (k >= in.size()) unsupported("Reshape 0 beyond the input rank");
+      d = in[k];
+    }
+    if (d == -1) {
+      if (infer_at >= 0) unsupported("Reshape with two -1");
+      infer_at = static_cast<int64_t>(k);
+      continue;
+    }
+    out[k] = d;
+    known *= d;
+  }
+  if (infer_at >= 0) {
+    if (known == 0 || numel(in) % known) unsupported("Reshape cannot infer -1 for " + to_string(in));
+    out[infer_at] = numel(in) / known;
+  }
+  if (numel(out) != numel(in))
+    unsupported("Reshape from " + to_string(in) + " to " + to_string(out) + " changes the element count");
+  return out;
+}
+
+Shape squeeze_shape(const Shape& in, std::vector<int64_t> axes) {
+  for (auto& a : axes) a = norm_axis(a, in.size());
+  Shape out;
+  for (size_t k = 0; k < in.size(); ++k) {
+    const bool listed = std::find(axes.begin(), axes.end(), static_cast<int64_t>(k)) != axes.end();
+    if (axes.empty() ? in[k] == 1 : listed) {
+      if (in[k] != 1) unsupported("Squeeze of a dimension that is not 1");
+      continue;
+    }
+    out.push_back(in[k]);
+  }
+  return out;
+}
+
+Shape unsqueeze_shape(const Shape& in, std::vector<int64_t> axes) {
+  const size_t r = in.size() + axes.size();
+  for (auto& a : axes) a = norm_axis(a, r);
+  Shape out;
+  size_t src = 0;
+  for (size_t k = 0; k < r; ++k) {
+    if (std::find(axes.begin(), axes.end(), static_cast<int64_t>(k)) != axes.end())
+      out.push_back(1);
+    else
+      out.push_back(in[src++]);
+  }
+  return out;
+}
+
+namespace {
+
+Shape ReshapeLikeOp::setup(const std::vector<ValueInfo>& in) {
+  const Shape& x = in[0].shape;
+  const std::string& op = node_.op_type;
+  if (op == "Flatten") {
+    const int64_t axis = norm_axis(attr_int(node_, "axis", 1), x.size(), true);
+    int64_t outer = 1;
+    for (int64_t k = 0; k < axis; ++k) outer *= x[k];
+    return {outer, numel(x) / std::max<int64_t>(outer, 1)};
+  }
+  if (op == "Reshape") {
+    if (in.size() < 2) unsupported("Reshape needs a shape input");
+    return reshape_shape(x, const_ints(in[1], "Reshape shape"), attr_int(node_, "allowzero", 0) != 0);
+  }
+  std::vector<int64_t> axes;
+  if (opset_ >= 13 && in.size() > 1) axes = const_ints(in[1], "axes");
+  else axes = attr_ints(node_, "axes");
+  if (op == "Squeeze") return squeeze_shape(x, axes);
+  return unsqueeze_shape(x, axes);
+}
+
+class TransposeOp : public Op {
+ public:
+  explicit TransposeOp(const Node& n) : perm_(attr_ints(n, "perm")) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape& x = in[0].shape;
+    if (perm_.empty())
+      for (size_t k = x.size(); k-- > 0;) perm_.push_back(static_cast<int64_t>(k));
+    if (perm_.size() != x.size() || x.size() > 8) unsupported("perm does not match the input rank");
+    Shape out(x.size());
+    for (size_t k = 0; k < x.size(); ++k) out[k] = x[norm_axis(perm_[k], x.size())];
+    return out;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& x = a.in_shapes[0];
+    const Shape& out = *a.out_shape;
+    const size_t r = x.size();
+    int64_t in_st[8], st[8];
+    int64_t s = 1;
+    for (size_t k = r; k-- > 0;) { in_st[k] = s; s *= x[k]; }
+    for (size_t k = 0; k < r; ++k) st[k] = in_st[perm_[k] < 0 ? perm_[k] + r : perm_[k]];
+    const int64_t n = numel(out);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t rem = i, off = 0;
+      for (size_t k = r; k-- > 0;) {
+        off += (rem % out[k]) * st[k];
+        rem /= out[k];
+      }
+      a.out[i] = a.in[0][off];
+    }
+  }
+
+ private:
+  std::vector<int64_t> perm_;
+};
+
+class ConcatOp : public Op {
+ public:
+  explicit ConcatOp(const Node& n) : axis_attr_(attr_int(n, "axis", 0)) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    Shape out = in[0].shape;
+    axis_ = norm_axis(axis_attr_, out.size());
+    out[axis_] = 0;
+    for (const auto& v : in) {
+      if (v.shape.size() != out.size()) unsupported("inputs of different rank");
+      for (size_t k = 0; k < out.size(); ++k)
+        if (static_cast<int64_t>(k) != axis_ && v.shape[k] != in[0].shape[k]) unsupported("inputs differ off the axis");
+      out[axis_] += v.shape[axis_];
+    }
+    return out;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& out = *a.out_shape;
+    int64_t outer = 1;
+    for (int64_t k = 0; k < axis_; ++k) outer *= out[k];
+    const int64_t row = numel(out) / std::max<int64_t>(outer, 1);
+    int64_t off = 0;
+    for (size_t i = 0; i < a.n_in; ++i) {
+      const int64_t chunk = numel(a.in_shapes[i]) / std::max<int64_t>(outer, 1);
+      // A constant input (no batch) joins every image of a batched one; reuse its rows.
+      const int64_t in_outer = numel(a.in_shapes[i]) / std::max<int64_t>(chunk, 1);
+      for (int64_t o = 0; o < outer; ++o)
+        copy_floats(a.out + o * row + off, a.in[i] + (o % in_outer) * chunk, chunk);
+      off += chunk;
+    }
+  }
+
+ private:
+  int64_t axis_attr_, axis_ = 0;
+};
+
+// ---------------------------------------------------------------- Gemm / MatMul ----
+class GemmOp : public Op {
+ public:
+  explicit GemmOp(const Node& n)
+      : ta_(attr_int(n, "transA", 0) != 0), tb_(attr_int(n, "transB", 0) != 0),
+        alpha_(attr_float(n, "alpha", 1.f)), beta_(attr_float(n, "beta", 1.f)) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() < 2) unsupported("expects A and B");
+    const Shape &a = in[0].shape, &b = in[1].shape;
+    if (a.size() != 2 || b.size() != 2) unsupported("A and B must be 2-D");
+    const int64_t m = ta_ ? a[1] : a[0], k = ta_ ? a[0] : a[1];
+    const int64_t kb = tb_ ? b[1] : b[0], n = tb_ ? b[0] : b[1];
+    if (k != kb) unsupported("inner dimensions differ: " + to_string(a) + " x " + to_string(b));
+    has_c_ = in.size() > 2 && !in[2].shape.empty();
+    if (has_c_) broadcast_shapes(in[2].shape, {m, n});
+    return {m, n};
+  }
+  void run(const OpArgs& a) const override {
+    const Shape &sa = a.in_shapes[0], &sb = a.in_shapes[1];
+    const int64_t m = (*a.out_shape)[0], n = (*a.out_shape)[1], k = ta_ ? sa[0] : sa[1];
+    float beta = 0.f;
+    if (has_c_ && beta_ != 0.f) {
+      const Shape& sc = a.in_shapes[2];
+      const Shape out{m, n};
+      int64_t st[2];
+      broadcast_strides(sc, out, st);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) a.out[i * n + j] = a.in[2][i * st[0] + j * st[1]];
+      beta = beta_;
+    }
+    cblas_sgemm(CblasRowMajor, ta_ ? CblasTrans : CblasNoTrans, tb_ ? CblasTrans : CblasNoTrans,
+                static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha_, a.in[0],
+                static_cast<int>(sa[1]), a.in[1], static_cast<int>(sb[1]), beta, a.out,
+                static_cast<int>(n));
+  }
+
+ private:
+  bool ta_, tb_, has_c_ = false;
+  float alpha_, beta_;
+};
+
+class MatMulOp : public Op {
+ public:
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape &a = in[0].shape, &b = in[1].shape;
+    if (a.size() < 2 || b.size() < 2) unsupported("1-D MatMul operands");
+    if (a.size() > 8 || b.size() > 8) unsupported("rank above 8");
+    if (a[a.size() - 1] != b[b.size() - 2]) unsupported("inner dimensions differ: " + to_string(a) + " x " + to_string(b));
+    Shape batch = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
+    batch.push_back(a[a.size() - 2]);
+    batch.push_back(b.back());
+    return batch;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape &sa = a.in_shapes[0], &sb = a.in_shapes[1];
+    const Shape& out = *a.out_shape;
+    const int64_t k = sa.back(), n = sb.back();
+    if (sb.size() == 2) {  // fold A's leading dims into M: one GEMM
+      const int64_t m = numel(sa) / k;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                  static_cast<int>(k), 1.f, a.in[0], static_cast<int>(k), a.in[1], static_cast<int>(n),
+                  0.f, a.out, static_cast<int>(n));
+      return;
+    }
+    const int64_t m = sa[sa.size() - 2];
+    const Shape ob(out.begin(), out.end() - 2);
+    const Shape ab(sa.begin(), sa.end() - 2), bb(sb.begin(), sb.end() - 2);
+    int64_t st_a[8], st_b[8];
+    broadcast_strides(ab, ob, st_a);
+    broadcast_strides(bb, ob, st_b);
+    const int64_t nb = numel(ob);
+    for (int64_t i = 0; i < nb; ++i) {
+      int64_t rem = i, oa = 0, obb = 0;
+      for (size_t d = ob.size(); d-- > 0;) {
+        const int64_t idx = rem % ob[d];
+        rem /= ob[d];
+        oa += idx * st_a[d];
+        obb += idx * st_b[d];
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
+                  static_cast<int>(k), 1.f, a.in[0] + oa * m * k, static_cast<int>(k),
+                  a.in[1] + obb * k * n, static_cast<int>(n), 0.f, a.out + i * m * n, static_cast<int>(n));
+    }
+  }
+};
+
+// ---------------------------------------------------------------- Softmax / Reduce -
+class SoftmaxOp : public Op {
+ public:
+  SoftmaxOp(const Node& n, int opset) : opset_(opset), axis_attr_(attr_int(n, "axis", opset >= 13 ? -1 : 1)) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    axis_ = norm_axis(axis_attr_, in[0].shape.size());
+    return in[0].shape;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& s = *a.out_shape;
+    // opset < 13: softmax over the flattened [axis, rank) block; >= 13: over one axis.
+    int64_t outer = 1, len = 1, inner = 1;
+    for (int64_t k = 0; k < axis_; ++k) outer *= s[k];
+    if (opset_ < 13) {
+      len = numel(s) / std::max<int64_t>(outer, 1);
+    } else {
+      len = s[axis_];
+      for (size_t k = axis_ + 1; k < s.size(); ++k) inner *= s[k];
+    }
+#pragma omp parallel for
+    for (int64_t oi = 0; oi < outer * inner; ++oi) {
+      const int64_t o = oi / inner, i = oi % inner;
+      const float* x = a.in[0] + o * len * inner + i;
+      float* y = a.out + o * len * inner + i;
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t j = 0; j < len; ++j) mx = std::max(mx, x[j * inner]);
+      float sum = 0.f;
+      for (int64_t j = 0; j < len; ++j) sum += (y[j * inner] = std::exp(x[j * inner] - mx));
+      for (int64_t j = 0; j < len; ++j) y[j * inner] /= sum;
+    }
+  }
+
+ private:
+  int opset_;
+  int64_t axis_attr_, axis_ = 0;
+};
+
+class ReduceMeanOp : public Op {
+ public:
+  explicit ReduceMeanOp(const Node& n)
+      : axes_attr_(attr_ints(n, "axes")), keep_(attr_int(n, "keepdims", 1) != 0),
+        noop_empty_(attr_int(n, "noop_with_empty_axes", 0) != 0) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape& x = in[0].shape;
+    if (x.size() > 8) unsupported("rank above 8");
+    std::vector<int64_t> axes = axes_attr_;
+    if (in.size() > 1 && (in[1].constant || !in[1].shape.empty())) axes = const_ints(in[1], "axes");
+    reduced_.assign(x.size(), false);
+    if (axes.empty() && !noop_empty_) reduced_.assign(x.size(), true);
+    for (int64_t ax : axes) reduced_[norm_axis(ax, x.size())] = true;
+    Shape out;
+    for (size_t k = 0; k < x.size(); ++k) {
+      if (!reduced_[k]) out.push_back(x[k]);
+      else if (keep_) out.push_back(1);
+    }
+    return out;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const Shape& x = a.in_shapes[0];
+    const size_t r = x.size();
+    int64_t ost[8];  // output stride per input dim, 0 where reduced
+    int64_t s = 1, count = 1;
+    for (size_t k = r; k-- > 0;) {
+      if (reduced_[k]) { ost[k] = 0; count *= x[k]; }
+      else { ost[k] = s; s *= x[k]; }
+    }
+    const int64_t n_out = numel(*a.out_shape), n = numel(x);
+    std::fill(a.out, a.out + n_out, 0.f);
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t rem = i, off = 0;
+      for (size_t k = r; k-- > 0;) {
+        off += (rem % x[k]) * ost[k];
+        rem /= x[k];
+      }
+      a.out[off] += a.in[0][i];
+    }
+    const float inv = 1.f / static_cast<float>(std::max<int64_t>(count, 1));
+    for (int64_t i = 0; i < n_out; ++i) a.out[i] *= inv;
+  }
+
+ private:
+  std::vector<int64_t> axes_attr_;
+  bool keep_, noop_empty_;
+  std::vector<bool> reduced_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_op(const Node& n, int opset) {
+  const std::string& t = n.op_type;
+  using U = UnaryOp::Kind;
+  using B = BinaryOp::Kind;
+  if (t == "Conv") return std::make_unique<ConvOp>(n);
+  if (t == "BatchNormalization") return std::make_unique<BatchNormOp>(n);
+  if (t == "Relu") return std::make_unique<UnaryOp>(U::Relu, n, opset);
+  if (t == "LeakyRelu") return std::make_unique<UnaryOp>(U::LeakyRelu, n, opset);
+  if (t == "Clip") return std::make_unique<UnaryOp>(U::Clip, n, opset);
+  if (t == "Sigmoid") return std::make_unique<UnaryOp>(U::Sigmoid, n, opset);
+  if (t == "HardSigmoid") return std::make_unique<UnaryOp>(U::HardSigmoid, n, opset);
+  if (t == "HardSwish") return std::make_unique<UnaryOp>(U::HardSwish, n, opset);
+  if (t == "Tanh") return std::make_unique<UnaryOp>(U::Tanh, n, opset);
+  if (t == "Identity" || t == "Dropout") return std::make_unique<UnaryOp>(U::Copy, n, opset);
+  if (t == "Add") return std::make_unique<BinaryOp>(B::Add);
+  if (t == "Sub") return std::make_unique<BinaryOp>(B::Sub);
+  if (t == "Mul") return std::make_unique<BinaryOp>(B::Mul);
+  if (t == "Div") return std::make_unique<BinaryOp>(B::Div);
+  if (t == "MaxPool") return std::make_unique<PoolOp>(n, true);
+  if (t == "AveragePool") return std::make_unique<PoolOp>(n, false);
+  if (t == "GlobalAveragePool") return std::make_unique<GlobalAveragePoolOp>();
+  if (t == "Flatten" || t == "Reshape" || t == "Squeeze" || t == "Unsqueeze")
+    return std::make_unique<ReshapeLikeOp>(n, opset);
+  if (t == "Transpose") return std::make_unique<TransposeOp>(n);
+  if (t == "Concat") return std::make_unique<ConcatOp>(n);
+  if (t == "Gemm") return std::make_unique<GemmOp>(n);
+  if (t == "MatMul") return std::make_unique<MatMulOp>();
+  if (t == "Softmax") return std::make_unique<SoftmaxOp>(n, opset);
+  if (t == "ReduceMean") return std::make_unique<ReduceMeanOp>(n);
+  unsupported("unsupported op");
+}
+
+}  // namespace imgpipe::infer

@@ -1,0 +1,86 @@
+#include "planner.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace imgpipe::infer {
+
+size_t assign_offsets(const std::vector<Interval>& tensors, std::vector<size_t>& offsets) {
+  offsets.assign(tensors.size(), 0);
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return tensors[a].bytes > tensors[b].bytes; });
+  std::vector<size_t> placed;
+  size_t arena = 0;
+  for (size_t t : order) {
+    const Interval& me = tensors[t];
+    std::vector<std::pair<size_t, size_t>> busy;  // [offset, end) of overlapping tensors
+    for (size_t o : placed) {
+      const Interval& other = tensors[o];
+      if (other.first <= me.last && me.first <= other.last)
+        busy.emplace_back(offsets[o], offsets[o] + other.bytes);
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t best = static_cast<size_t>(-1), best_gap = static_cast<size_t>(-1), cursor = 0;
+    for (const auto& [begin, end] : busy) {
+      if (begin > cursor) {
+        const size_t gap = begin - cursor;
+        if (gap >= me.bytes && gap < best_gap) { best = cursor; best_gap = gap; }
+      }
+      cursor = std::max(cursor, end);
+    }
+    offsets[t] = best != static_cast<size_t>(-1) ? best : cursor;
+    arena = std::max(arena, offsets[t] + me.bytes);
+    placed.push_back(t);
+  }
+  return arena;
+}
+
+Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p) {
+  bool separable = true;
+  const std::vector<int64_t> unit = batch_units(g, one, batch, separable);
+  const int64_t chunk = separable ? std::min<int64_t>(kFp16ChunkImages, batch) : batch;
+  // fp32 elements of a value's scratch copy: whole weights, activations per chunk
+  auto chunk_elems = [&](int v) -> size_t {
+    const Value& val = g.values[v];
+    if (val.constant || !unit[v]) return numel(val.shape);
+    return numel(val.shape) / val.shape[0] * unit[v] * chunk;
+  };
+  const size_t es = element_size(p);
+  Layout l;
+  l.offset.assign(g.values.size(), 0);
+  std::vector<Interval> acts;
+  std::vector<size_t> act_value;
+  for (size_t k = 0; k < g.values.size(); ++k) {
+    const Value& v = g.values[k];
+    const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
+    if (v.constant) {
+      if (!v.weight) continue;
+      l.offset[k] = l.plan.weight_bytes;
+      l.plan.weight_bytes += bytes;
+    } else {
+      acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
+      act_value.push_back(k);
+      l.sum_activation_bytes += bytes;
+    }
+  }
+  std::vector<size_t> offsets;
+  l.plan.arena_bytes = assign_offsets(acts, offsets);
+  for (size_t k = 0; k < acts.size(); ++k) l.offset[act_value[k]] = offsets[k];
+
+  size_t ws = 0;
+  for (const Step& s : g.steps) {
+    size_t floats = scratch_floats(s.workspace_floats);
+    if (p == Precision::FP16) {  // fp32 copies of the data inputs and of the output
+      for (size_t k = 0; k < s.inputs.size(); ++k)
+        if (s.inputs[k] >= 0 && s.op->data_input(k)) floats += scratch_floats(chunk_elems(s.inputs[k]));
+      floats += scratch_floats(chunk_elems(s.output));
+    }
+    ws = std::max(ws, floats * sizeof(float));
+  }
+  l.plan.workspace_bytes = ws;
+  return l;
+}
+
+}  // namespace imgpipe::infer

@@ -1,0 +1,40 @@
+#pragma once
+// Static memory plan for a resolved graph at one precision: where every weight and
+// activation lives, computed before anything is allocated.
+#include <cstddef>
+#include <vector>
+
+#include "memory_plan.h"
+#include "precision.h"
+#include "resolve.h"
+
+namespace imgpipe::infer {
+
+/// Lifetime of one arena tensor over step indices [first, last], both inclusive.
+struct Interval {
+  size_t bytes = 0;
+  int first = 0, last = 0;
+};
+
+/// Greedy best-fit by size: each tensor, largest first, takes the smallest gap between
+/// tensors already placed whose lifetimes overlap its own. Returns the arena size.
+size_t assign_offsets(const std::vector<Interval>& tensors, std::vector<size_t>& offsets);
+
+constexpr size_t kAlign = 64;
+inline size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+/// Floats of fp32 scratch one operand takes in the workspace (64-byte steps).
+inline size_t scratch_floats(size_t n) { return (n + 15) / 16 * 16; }
+
+struct Layout {
+  MemoryPlan plan;
+  std::vector<size_t> offset;  ///< per value: byte offset in the weight buffer or the arena
+  size_t sum_activation_bytes = 0;  ///< what the arena would be without sharing
+};
+
+/// Images per op call when fp16 operands are widened to fp32 scratch.
+constexpr int kFp16ChunkImages = 1;
+
+/// `one` is the graph resolved at batch 1 (sizes fp16 scratch per image chunk).
+Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p);
+
+}  // namespace imgpipe::infer

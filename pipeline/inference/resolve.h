@@ -1,0 +1,45 @@
+#pragma once
+// A graph resolved for one batch size: every tensor has a static shape, shape
+// computations are folded to constants, and the remaining nodes are runnable steps.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph.h"
+#include "ops.h"
+
+namespace imgpipe::infer {
+
+struct Value {
+  std::string name;
+  Shape shape;
+  std::shared_ptr<const Constant> constant;  ///< set for constants (never in the arena)
+  bool weight = false;                        ///< a constant some step reads at run time
+  int def = -1, last_use = -1;                ///< steps that write and last read it
+};
+
+struct Step {
+  const Node* node = nullptr;
+  std::unique_ptr<Op> op;
+  std::vector<int> inputs;  ///< value indices; -1 for a left-out optional input
+  int output = -1;
+  size_t workspace_floats = 0;
+};
+
+struct ResolvedGraph {
+  std::vector<Value> values;
+  std::vector<Step> steps;
+  int input = -1, output = -1;
+};
+
+/// Shape inference and constant folding for `batch` images; throws UnsupportedModel
+/// naming the node, op type and opset.
+ResolvedGraph resolve(const Graph& g, int64_t batch);
+
+/// Per value of `g` (resolved at `batch`): dim 0 for one image when the tensor scales
+/// with the batch, 0 for constants and batch-independent tensors. `one` is the same graph
+/// resolved at batch 1. separable is false when some tensor mixes images.
+std::vector<int64_t> batch_units(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch,
+                                 bool& separable);
+
+}  // namespace imgpipe::infer

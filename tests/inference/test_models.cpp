@@ -1,0 +1,374 @@
+// Whole models: ResNet- and MobileNet-style graphs against onnxruntime, PyTorch-style
+// shape subgraphs, and what the loader accepts and refuses.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "model_builder.h"
+
+namespace imgpipe::infer::test {
+namespace {
+
+namespace fs = std::filesystem;
+using V = std::vector<float>;
+using S = std::vector<int64_t>;
+
+fs::path temp_dir(const std::string& name) {
+  fs::path d = fs::temp_directory_path() / ("imgpipe_infer_" + std::to_string(::getpid())) / name;
+  fs::create_directories(d);
+  return d;
+}
+
+std::string conv_bn(ModelBuilder& b, const std::string& in, const std::string& name, int64_t cin,
+                    int64_t cout, int64_t k, int64_t stride, bool relu) {
+  const int64_t pad = k / 2;
+  auto& c = b.node("Conv", {in, b.random(name + ".w", {cout, cin, k, k})}, {name + ".c"});
+  attr(c, "kernel_shape", S{k, k});
+  attr(c, "strides", S{stride, stride});
+  attr(c, "pads", S{pad, pad, pad, pad});
+  b.node("BatchNormalization", {name + ".c", b.random(name + ".g", {cout}, 0.5f, 1.5f),
+                                b.random(name + ".be", {cout}), b.random(name + ".mu", {cout}),
+                                b.random(name + ".var", {cout}, 0.5f, 2.f)},
+         {name + ".bn"});
+  if (!relu) return name + ".bn";
+  b.node("Relu", {name + ".bn"}, {name + ".r"});
+  return name + ".r";
+}
+
+ModelBuilder resnet_style() {
+  ModelBuilder b(13);
+  b.input("images", {-1, 3, 32, 32}).output("logits");
+  std::string x = conv_bn(b, "images", "stem", 3, 8, 3, 2, true);  // 16x16
+  auto& mp = b.node("MaxPool", {x}, {"pool"});
+  attr(mp, "kernel_shape", S{3, 3});
+  attr(mp, "strides", S{2, 2});
+  attr(mp, "pads", S{1, 1, 1, 1});  // 8x8
+  // basic block, identity shortcut
+  std::string y = conv_bn(b, "pool", "b1a", 8, 8, 3, 1, true);
+  y = conv_bn(b, y, "b1b", 8, 8, 3, 1, false);
+  b.node("Add", {y, "pool"}, {"b1.add"});
+  b.node("Relu", {"b1.add"}, {"b1.out"});
+  // downsampling block with a 1x1 stride-2 projection and a 1x1 stride-1 conv
+  std::string z = conv_bn(b, "b1.out", "b2a", 8, 16, 3, 2, true);
+  z = conv_bn(b, z, "b2b", 16, 16, 1, 1, false);
+  const std::string proj = conv_bn(b, "b1.out", "b2p", 8, 16, 1, 2, false);
+  b.node("Add", {z, proj}, {"b2.add"});
+  b.node("Relu", {"b2.add"}, {"b2.out"});
+  b.node("GlobalAveragePool", {"b2.out"}, {"gap"});
+  b.node("Flatten", {"gap"}, {"flat"});
+  attr(b.node("Gemm", {"flat", b.random("fc.w", {10, 16}), b.random("fc.b", {10})}, {"logits"}),
+       "transB", int64_t{1});
+  return b;
+}
+
+ModelBuilder mobilenet_style() {
+  ModelBuilder b(14);  // HardSwish needs opset 14
+  b.input("input", {-1, 3, 33, 33}).output("prob");
+  auto& c0 = b.node("Conv", {"input", b.random("c0.w", {8, 3, 3, 3}), b.random("c0.b", {8})}, {"c0"});
+  attr(c0, "strides", S{2, 2});
+  attr(c0, "auto_pad", std::string("SAME_UPPER"));  // 17x17
+  b.node("Clip", {"c0", b.init("zero", {}, {0.f}), b.init("six", {}, {6.f})}, {"c0.r6"});
+  auto& dw = b.node("Conv", {"c0.r6", b.random("dw.w", {8, 1, 3, 3})}, {"dw"});
+  attr(dw, "group", int64_t{8});
+  attr(dw, "strides", S{2, 2});
+  attr(dw, "pads", S{1, 1, 1, 1});  // 9x9
+  b.node("BatchNormalization", {"dw", b.random("dw.g", {8}, 0.5f, 1.5f), b.random("dw.be", {8}),
+                                b.random("dw.mu", {8}), b.random("dw.var", {8}, 0.5f, 2.f)},
+         {"dw.bn"});
+  b.node("HardSwish", {"dw.bn"}, {"dw.hs"});
+  b.node("Conv", {"dw.hs", b.random("pw.w", {16, 8, 1, 1}), b.random("pw.b", {16})}, {"pw"});
+  // squeeze-excite: pool, 1x1 down + relu, 1x1 up + hard sigmoid, scale
+  b.node("GlobalAveragePool", {"pw"}, {"se.pool"});
+  b.node("Conv", {"se.pool", b.random("se1.w", {4, 16, 1, 1}), b.random("se1.b", {4})}, {"se1"});
+  b.node("Relu", {"se1"}, {"se1.r"});
+  b.node("Conv", {"se1.r", b.random("se2.w", {16, 4, 1, 1}), b.random("se2.b", {16})}, {"se2"});
+  b.node("HardSigmoid", {"se2"}, {"se2.hs"});
+  b.node("Mul", {"pw", "se2.hs"}, {"se.out"});
+  auto& ap = b.node("AveragePool", {"se.out"}, {"ap"});
+  attr(ap, "kernel_shape", S{3, 3});
+  attr(ap, "strides", S{2, 2});
+  attr(ap, "pads", S{1, 1, 1, 1});
+  attr(ap, "count_include_pad", int64_t{1});
+  auto& rm = b.node("ReduceMean", {"ap"}, {"rm"});
+  attr(rm, "axes", S{2, 3});
+  attr(rm, "keepdims", int64_t{0});
+  b.node("LeakyRelu", {"rm"}, {"lr"});
+  b.node("Gemm", {"lr", b.random("fc.w", {16, 10}, -2.f, 2.f), b.random("fc.b", {10})}, {"fc"});
+  attr(b.node("Softmax", {"fc"}, {"prob"}), "axis", int64_t{-1});
+  return b;
+}
+
+/// PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape.
+ModelBuilder torch_flatten_style(int opset) {
+  ModelBuilder b(opset);
+  b.input("x", {-1, 3, 8, 8}).output("y");
+  b.node("Conv", {"x", b.random("w", {4, 3, 3, 3})}, {"c"});  // 6x6
+  b.node("Shape", {"c"}, {"shape"});
+  onnx::TensorProto zero;
+  zero.set_data_type(onnx::TensorProto::INT64);
+  zero.add_int64_data(0);
+  attr_tensor(b.node("Constant", {}, {"idx"}), "value", zero);
+  attr(b.node("Gather", {"shape", "idx"}, {"n"}), "axis", int64_t{0});
+  if (opset >= 13) {
+    b.node("Unsqueeze", {"n", b.init_i64("ax", {1}, {0})}, {"n1"});
+  } else {
+    attr(b.node("Unsqueeze", {"n"}, {"n1"}), "axes", S{0});
+  }
+  attr(b.node("Concat", {"n1", b.init_i64("minus1", {1}, {-1})}, {"target"}), "axis", int64_t{0});
+  attr(b.node("Concat", {"target"}, {"target2"}), "axis", int64_t{0});
+  attr(b.node("Cast", {"target2"}, {"target3"}), "to", int64_t{onnx::TensorProto::INT64});
+  b.node("Reshape", {"c", "target3"}, {"flat"});
+  attr(b.node("Gemm", {"flat", b.random("fc", {144, 5})}, {"y"}), "alpha", 1.f);
+  return b;
+}
+
+enum class OrtStatus { Ok, Unavailable };
+
+/// Runs ort_compare.py; Unavailable when onnxruntime cannot be imported.
+OrtStatus run_ort(const fs::path& model, const S& shape, const V& x, V& out, std::string& why) {
+  const char* py = std::getenv("IMGPIPE_PYTHON");
+  const std::string python = py && *py ? py : "python3";
+  const fs::path in = model.parent_path() / "input.npy", res = model.parent_path() / "output.npy";
+  write_npy(in.string(), shape, x);
+  const std::string cmd = python + " " + IMGPIPE_ORT_COMPARE + " " + model.string() + " " +
+                          in.string() + " " + res.string() + " 2>" + (model.parent_path() / "err.txt").string();
+  const int rc = std::system(cmd.c_str());
+  if (rc != 0) {
+    std::ifstream f(model.parent_path() / "err.txt");
+    why.assign(std::istreambuf_iterator<char>(f), {});
+    if (WIFEXITED(rc) && (WEXITSTATUS(rc) == 2 || WEXITSTATUS(rc) == 127)) return OrtStatus::Unavailable;
+    ADD_FAILURE() << "ort_compare.py failed (" << rc << "): " << why;
+    return OrtStatus::Unavailable;
+  }
+  out = read_npy(res.string());
+  return OrtStatus::Ok;
+}
+
+void compare_with_ort(ModelBuilder& b, const std::string& name, int batch) {
+  const fs::path dir = temp_dir(name);
+  const fs::path file = dir / "model.onnx";
+  b.save(file.string());
+  const Model m = Model::load(file.string());
+  S shape = m.input_shape();
+  shape.insert(shape.begin(), batch);
+  const V x = ModelBuilder::random_values(shape, name + ".input");
+  V want;
+  std::string why;
+  const char* req = std::getenv("IMGPIPE_REQUIRE_ORT");
+  if (run_ort(file, shape, x, want, why) != OrtStatus::Ok) {
+    if (req && std::string(req) == "1") FAIL() << "onnxruntime required but unavailable: " << why;
+    GTEST_SKIP() << "onnxruntime not available (set IMGPIPE_PYTHON): " << why;
+  }
+  const V got = run_model(m, x, batch);
+  ASSERT_EQ(got.size(), want.size());
+  // Tolerance: 1e-4 relative to the largest reference magnitude (at least 1e-4 absolute).
+  float scale = 1.f;
+  for (float v : want) scale = std::max(scale, std::fabs(v));
+  EXPECT_LE(max_abs_diff(got, want), 1e-4f * scale) << name;
+  const V half = run_model(m, x, batch, Precision::FP16);
+  EXPECT_LE(max_abs_diff(half, want), 3e-2f * scale) << name << " fp16";
+}
+
+TEST(OnnxRuntimeOracle, ResNetStyle) {
+  ModelBuilder b = resnet_style();
+  compare_with_ort(b, "resnet_style", 3);
+}
+
+TEST(OnnxRuntimeOracle, MobileNetStyle) {
+  ModelBuilder b = mobilenet_style();
+  compare_with_ort(b, "mobilenet_style", 2);
+}
+
+TEST(OnnxRuntimeOracle, TorchShapeSubgraph) {
+  ModelBuilder b = torch_flatten_style(13);
+  compare_with_ort(b, "torch_flatten", 4);
+}
+
+TEST(Loader, FoldsTorchShapeSubgraphAtEveryBatch) {
+  for (int opset : {11, 13, 17}) {
+    const Model m = torch_flatten_style(opset).model();
+    EXPECT_EQ(m.output_shape(), (S{5})) << opset;
+    const V x = ModelBuilder::random_values({3, 3, 8, 8}, "x");
+    const V three = run_model(m, x, 3);
+    const V first = run_model(m, V(x.begin(), x.begin() + 192), 1);
+    EXPECT_LT(max_abs_diff(V(three.begin(), three.begin() + 5), first), 1e-5f);
+    EXPECT_EQ(m.plan(4, Precision::FP32).arena_bytes > m.plan(1, Precision::FP32).arena_bytes, true);
+  }
+}
+
+TEST(Loader, ResNetStyleFoldsBatchNormAndRelu) {
+  const Model m = resnet_style().model();
+  int bn = 0, relu = 0;
+  for (const Node& n : m.graph()->nodes) {
+    bn += n.op_type == "BatchNormalization";
+    relu += n.op_type == "Relu";
+  }
+  EXPECT_EQ(bn, 0);
+  EXPECT_EQ(relu, 2);  // the two after residual Adds stay
+  EXPECT_EQ(m.input_shape(), (S{3, 32, 32}));
+  EXPECT_EQ(m.output_shape(), (S{10}));
+}
+
+TEST(Loader, UnsupportedOpNamesNodeOpAndOpset) {
+  ModelBuilder b(12);
+  b.input("x", {-1, 4}).output("y");
+  b.node("Relu", {"x"}, {"r"});
+  b.node("Erf", {"r"}, {"y"}, "my_erf");
+  try {
+    b.model();
+    FAIL();
+  } catch (const UnsupportedModel& e) {
+    const std::string w = e.what();
+    EXPECT_NE(w.find("my_erf"), std::string::npos) << w;
+    EXPECT_NE(w.find("Erf"), std::string::npos) << w;
+    EXPECT_NE(w.find("opset 12"), std::string::npos) << w;
+  }
+}
+
+TEST(Loader, UnsupportedAttributeAndDtypeAndOpset) {
+  {
+    ModelBuilder b;
+    b.input("x", {-1, 1, 4, 4}).output("y");
+    auto& n = b.node("MaxPool", {"x"}, {"y"}, "pool1");
+    attr(n, "kernel_shape", S{2, 2});
+    attr(n, "auto_pad", std::string("SAME_MIDDLE"));
+    try { b.model(); FAIL(); } catch (const UnsupportedModel& e) {
+      EXPECT_NE(std::string(e.what()).find("pool1"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("SAME_MIDDLE"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ModelBuilder b;
+    b.input("x", {-1, 2}).output("y");
+    auto* t = b.proto().mutable_graph()->add_initializer();
+    t->set_name("u8");
+    t->set_data_type(onnx::TensorProto::UINT8);
+    t->add_dims(2);
+    t->set_raw_data(std::string(2, '\1'));
+    b.node("Add", {"x", "u8"}, {"y"}, "add_u8");
+    try { b.model(); FAIL(); } catch (const UnsupportedModel& e) {
+      EXPECT_NE(std::string(e.what()).find("add_u8"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("UINT8"), std::string::npos) << e.what();
+    }
+  }
+  {
+    ModelBuilder b(9);
+    b.input("x", {-1, 2}).output("y");
+    b.node("Relu", {"x"}, {"y"});
+    EXPECT_THROW(b.model(), UnsupportedModel);
+  }
+}
+
+TEST(Loader, InitializerEncodingsAndExternalData) {
+  // the same Gemm weights as raw, float_data, double_data, int32->via Cast, external file
+  const V w = {1, 2, 3, 4, 5, 6};
+  const V x = {1, -1};
+  const V want = {-3, -3, -3};
+  auto base = [](ModelBuilder& b) { b.input("x", {-1, 2}).output("y"); };
+  {
+    ModelBuilder b;
+    base(b);
+    b.node("MatMul", {"x", b.init("w", {2, 3}, w, /*typed=*/true)}, {"y"});
+    EXPECT_EQ(run_model(b.model(), x, 1), want);
+  }
+  {
+    ModelBuilder b;
+    base(b);
+    auto* t = b.proto().mutable_graph()->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::DOUBLE);
+    t->add_dims(2);
+    t->add_dims(3);
+    for (float f : w) t->add_double_data(f);
+    b.node("MatMul", {"x", "w"}, {"y"});
+    EXPECT_EQ(run_model(b.model(), x, 1), want);
+  }
+  {
+    ModelBuilder b;
+    base(b);
+    auto* t = b.proto().mutable_graph()->add_initializer();
+    t->set_name("shape");
+    t->set_data_type(onnx::TensorProto::INT32);
+    t->add_dims(2);
+    t->add_int32_data(0);
+    t->add_int32_data(-1);
+    b.node("Cast", {"shape"}, {"shape64"});
+    attr(*b.proto().mutable_graph()->mutable_node(0), "to", int64_t{onnx::TensorProto::INT64});
+    b.node("Reshape", {"x", "shape64"}, {"xr"});
+    b.node("MatMul", {"xr", b.init("w", {2, 3}, w)}, {"y"});
+    EXPECT_EQ(run_model(b.model(), x, 1), want);
+  }
+  {
+    const fs::path dir = temp_dir("external");
+    {
+      std::ofstream f(dir / "weights.bin", std::ios::binary);
+      const float pad = 0.f;
+      f.write(reinterpret_cast<const char*>(&pad), 4);  // offset 4
+      f.write(reinterpret_cast<const char*>(w.data()), 24);
+    }
+    ModelBuilder b;
+    base(b);
+    auto* t = b.proto().mutable_graph()->add_initializer();
+    t->set_name("w");
+    t->set_data_type(onnx::TensorProto::FLOAT);
+    t->add_dims(2);
+    t->add_dims(3);
+    t->set_data_location(onnx::TensorProto::EXTERNAL);
+    auto kv = [&](const char* k, const char* v) {
+      auto* e = t->add_external_data();
+      e->set_key(k);
+      e->set_value(v);
+    };
+    kv("location", "weights.bin");
+    kv("offset", "4");
+    kv("length", "24");
+    b.node("MatMul", {"x", "w"}, {"y"});
+    b.save((dir / "model.onnx").string());
+    EXPECT_EQ(run_model(Model::load((dir / "model.onnx").string()), x, 1), want);
+  }
+}
+
+TEST(Loader, InputSelectionAndFixedBatch) {
+  ModelBuilder b;
+  b.input("x", {1, 3}).input("w", {3}).output("y");
+  b.init("w", {3}, {1, 2, 3});  // an input that is also an initializer (IR < 4 style)
+  b.node("Mul", {"x", "w"}, {"y"});
+  const Model m = b.model("x");
+  EXPECT_EQ(m.input_name(), "x");
+  EXPECT_EQ(run_model(m, {1, 1, 1, 2, 2, 2}, 2), (V{1, 2, 3, 2, 4, 6}));  // fixed 1 -> batch 2
+  ModelBuilder two;
+  two.input("a", {-1, 3}).input("b", {-1, 3}).output("y");
+  two.node("Add", {"a", "b"}, {"y"});
+  EXPECT_THROW(two.model(), UnsupportedModel);
+  EXPECT_THROW(two.model("a"), UnsupportedModel);
+  EXPECT_THROW(b.model("nope"), UnsupportedModel);
+}
+
+TEST(Loader, ParsesFilesAbove64MB) {
+  // 17.5M floats = 70 MB of weights in one protobuf file
+  const int64_t k = 1750, n = 10000;
+  ModelBuilder b;
+  b.input("x", {-1, k}).output("y");
+  V w(static_cast<size_t>(k * n), 0.f);
+  for (int64_t j = 0; j < n; ++j) w[static_cast<size_t>((j % k) * n + j)] = 1.f;
+  b.node("MatMul", {"x", b.init("w", {k, n}, w)}, {"y"});
+  const fs::path dir = temp_dir("large");
+  b.save((dir / "big.onnx").string());
+  ASSERT_GT(fs::file_size(dir / "big.onnx"), 64u << 20);
+  b = ModelBuilder();
+  w = V();
+  const Model m = Model::load((dir / "big.onnx").string());
+  V x(k);
+  for (int64_t i = 0; i < k; ++i) x[i] = static_cast<float>(i);
+  const V y = run_model(m, x, 1);
+  ASSERT_EQ(y.size(), static_cast<size_t>(n));
+  EXPECT_EQ(y[1751], 1.f);
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace imgpipe::infer::test
