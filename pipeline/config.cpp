@@ -340,6 +340,7 @@ void read_memory(Section s, MemoryConfig& c) {
   }
   s.size("host_budget", c.host_budget, 16 << 20);
   s.size("safety_margin", c.safety_margin, 0);
+  s.boolean("restore_precision", c.restore_precision);
   s.finish();
 }
 
@@ -569,7 +570,8 @@ std::string to_yaml(const Config& c) {
   else if (c.memory.device_budget) e << size_text(c.memory.device_budget);
   else e << "auto";
   e << YAML::Key << "host_budget" << YAML::Value << size_text(c.memory.host_budget) << YAML::Key
-    << "safety_margin" << YAML::Value << size_text(c.memory.safety_margin) << YAML::EndMap;
+    << "safety_margin" << YAML::Value << size_text(c.memory.safety_margin) << YAML::Key << "restore_precision"
+    << YAML::Value << c.memory.restore_precision << YAML::EndMap;
   e << YAML::Key << "output" << YAML::Value << YAML::Flow << YAML::BeginMap;
   e << YAML::Key << "dir" << YAML::Value << c.output.dir;
   e << YAML::Key << "predictions" << YAML::Value << (c.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl");

@@ -72,6 +72,7 @@ struct MemoryConfig {
   double device_budget_percent = 0;  ///< > 0 when given as a percentage
   int64_t host_budget = int64_t(1) << 30;
   int64_t safety_margin = int64_t(256) << 20;
+  bool restore_precision = false;  ///< go back to fp32 when memory allows after a downcast
 };
 
 struct OutputConfig {
