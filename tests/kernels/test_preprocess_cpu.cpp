@@ -210,6 +210,18 @@ TEST(PreprocessCpu, F16OutputIsCorrectlyRoundedF32Output) {
   for (int i = 0; i < 3 * 22 * 11; ++i) ASSERT_EQ(h[i], oracle_half(a[i])) << i;
 }
 
+TEST(PreprocessCpu, ToU8IsClampedRoundHalfAway) {
+  for (float v : {-3.f, 0.f, 0.49999997f, 0.5f, 1.4999999f, 1.5f, 2.5f, 127.49999f, 127.5f,
+                  254.49998f, 254.5f, 255.f, 300.f})
+    EXPECT_EQ(detail::to_u8(v), uint8_t(std::round(std::clamp(v, 0.f, 255.f)))) << v;
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> dist(-1.f, 256.f);
+  for (int i = 0; i < 100000; ++i) {
+    const float v = dist(rng);
+    ASSERT_EQ(detail::to_u8(v), uint8_t(std::round(std::clamp(v, 0.f, 255.f)))) << v;
+  }
+}
+
 TEST(PreprocessCpu, U8RoundsHalfAwayFromZero) {
   Image im = constant_image(2, 1, 1, 0);
   for (auto [a, c, expected] : {std::tuple{1, 2, 2}, {2, 3, 3}, {0, 1, 1}, {254, 255, 255}}) {
