@@ -154,6 +154,8 @@ TEST_F(GpuTest, AllocatingMoreThanTheDeviceHasThrowsOutOfMemory) {
   b.add(random_image(8, 8, 3, 9), 4, 4);
   PreprocessParams p;
   p.out_w = p.out_h = 4;
+  p.dtype = DType::U8;
+  p.interp = Interp::Nearest;  // exact by contract
   EXPECT_EQ(run_gpu(b, p), run_cpu(b, p));
 }
 
