@@ -87,7 +87,9 @@ TEST(PreprocessCpu, LetterboxBorderIsPad) {
       for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 6; ++x) {
           const bool border = x == 0 || x == 5 || y == 0 || y == 3;
-          if (border) EXPECT_EQ(v[(c * 4 + y) * 6 + x], pad) << x << "," << y;
+          if (border) {
+            EXPECT_EQ(v[(c * 4 + y) * 6 + x], pad) << x << "," << y;
+          }
         }
     }
   }
