@@ -53,11 +53,16 @@ static __global__ void preprocess_kernel(const uint8_t* __restrict__ d_src,
         }
         for (int c = 0; c < SC; ++c) acc[c] += wy * h[c];
       }
-      detail::to_out_channels(acc, SC, p.out_channels, p.out_rgb, v);
+      if (SC == 1)
+        v[0] = v[1] = v[2] = acc[0];  // replicate without a runtime-bounded loop (no stack)
+      else
+        detail::to_out_channels(acc, SC, p.out_channels, p.out_rgb, v);
     }
 
     uint8_t* out = static_cast<uint8_t*>(d_out) + size_t(img) * image_bytes;
-    for (int32_t c = 0; c < p.out_channels; ++c) {
+#pragma unroll
+    for (int32_t c = 0; c < 3; ++c) {  // unrolled: v and p.mean/p.std stay in registers
+      if (c >= p.out_channels) break;
       const size_t idx = p.layout == Layout::NCHW ? size_t(c) * plane + pix
                                                   : pix * size_t(p.out_channels) + size_t(c);
       switch (p.dtype) {

@@ -57,16 +57,17 @@ struct PreprocessParams {
 void validate_params(const PreprocessParams& p);
 
 /// CPU reference. h_src: source pixels; descs: n entries; h_out: n * output_image_bytes(p)
-/// bytes, image i at i * output_image_bytes(p). Float16 is stored as IEEE binary16.
+/// bytes, image i at i * output_image_bytes(p). Float16 is stored as IEEE binary16. An image
+/// whose source or resized size is empty comes out as all pad. Single-threaded.
 void preprocess_cpu(const uint8_t* h_src, const ImageDesc* descs, int n, const PreprocessParams& p,
                     void* h_out);
-/// An image whose source or resized size is empty comes out as all pad (both entry points).
 
 #if defined(IMGPIPE_HAVE_CUDA)
-/// CUDA version of preprocess_cpu, same arguments in device memory (d_descs too), enqueued
-/// on `stream` (asynchronous: nothing is synchronised). Results agree with preprocess_cpu
-/// within 1/255 of the unnormalised 0..255 pixel scale (exactly for U8). Throws CudaError
-/// if the launch fails, std::invalid_argument for bad params.
+/// CUDA version of preprocess_cpu: same arguments, all in device memory (d_descs too),
+/// enqueued on `stream` without synchronising. It runs the CPU reference's float operations
+/// in the same order; test_kernels_gpu holds it to within 1/255 (float outputs, output
+/// units) or 1 level (U8) of preprocess_cpu, and exactly for U8 with Nearest.
+/// Throws std::invalid_argument for bad params, CudaError if the launch fails.
 void preprocess_cuda(const uint8_t* d_src, const ImageDesc* d_descs, int n,
                      const PreprocessParams& p, void* d_out, cudaStream_t stream);
 #endif

@@ -64,38 +64,47 @@ struct AxisTaps {
 // Writes converted values into one output image of dtype/layout p.
 class OutputWriter {
  public:
-  OutputWriter(const PreprocessParams& p, void* image) : p_(p), image_(image) {
-    plane_ = size_t(p.out_w) * size_t(p.out_h);
-  }
+  OutputWriter(const PreprocessParams& p, void* image)
+      : p_(p), image_(image), plane_(size_t(p.out_w) * size_t(p.out_h)) {}
 
-  // v: the out_channels values of output pixel (x, y) in output channel order, 0..255 scale.
-  void put(int32_t x, int32_t y, const float* v) {
+  // v: n values of output channel c for pixels (x, y) .. (x + n - 1, y), 0..255 scale.
+  void put_row(int32_t c, int32_t x, int32_t y, const float* v, int32_t n) const {
     const size_t pix = size_t(y) * p_.out_w + x;
-    for (int32_t c = 0; c < p_.out_channels; ++c) {
-      const size_t idx = p_.layout == Layout::NCHW ? c * plane_ + pix : pix * p_.out_channels + c;
-      switch (p_.dtype) {
-        case DType::F32:
-          static_cast<float*>(image_)[idx] = detail::normalize(p_, c, v[c]);
-          break;
-        case DType::F16:
-          static_cast<uint16_t*>(image_)[idx] =
-              detail::float_to_half_bits(detail::normalize(p_, c, v[c]));
-          break;
-        case DType::U8:
-          static_cast<uint8_t*>(image_)[idx] = detail::to_u8(v[c]);
-          break;
-      }
+    const bool nchw = p_.layout == Layout::NCHW;
+    const size_t first = nchw ? c * plane_ + pix : pix * p_.out_channels + c;
+    const size_t step = nchw ? 1 : p_.out_channels;
+    switch (p_.dtype) {
+      case DType::F32:
+        if (nchw)
+          store<float>(first, 1, v, n, [&](float a) { return detail::normalize(p_, c, a); });
+        else
+          store<float>(first, step, v, n, [&](float a) { return detail::normalize(p_, c, a); });
+        break;
+      case DType::F16:
+        store<uint16_t>(first, step, v, n, [&](float a) {
+          return detail::float_to_half_bits(detail::normalize(p_, c, a));
+        });
+        break;
+      case DType::U8:
+        store<uint8_t>(first, step, v, n, [](float a) { return detail::to_u8(a); });
+        break;
     }
   }
 
   // Fills the whole image with the pad value.
-  void fill_pad() {
-    const float v[3] = {p_.pad, p_.pad, p_.pad};
-    for (int32_t y = 0; y < p_.out_h; ++y)
-      for (int32_t x = 0; x < p_.out_w; ++x) put(x, y, v);
+  void fill_pad() const {
+    const std::vector<float> row(size_t(p_.out_w), p_.pad);
+    for (int32_t c = 0; c < p_.out_channels; ++c)
+      for (int32_t y = 0; y < p_.out_h; ++y) put_row(c, 0, y, row.data(), p_.out_w);
   }
 
  private:
+  template <class T, class F>
+  void store(size_t first, size_t step, const float* v, int32_t n, F convert) const {
+    T* dst = static_cast<T*>(image_) + first;
+    for (int32_t j = 0; j < n; ++j) dst[size_t(j) * step] = convert(v[j]);
+  }
+
   const PreprocessParams& p_;
   void* image_;
   size_t plane_;
@@ -106,6 +115,7 @@ struct Scratch {
   AxisTaps tx, ty;
   std::vector<float> rows;  // horizontally resampled source rows: (ty.end - ty.first) x vw x SC
   std::vector<float> line;  // one vertically resampled output row: vw x SC
+  std::vector<float> chan;  // one output channel of that row: vw
 };
 
 template <int SC>
@@ -144,6 +154,7 @@ void resample_image(const uint8_t* h_src, const ImageDesc& d, const PreprocessPa
   s.ty.compute(detail::make_axis_filter(d.height, d.resized_h, p.interp), y0 - d.offset_y, y1 - y0);
   s.rows.resize(size_t(s.ty.end - s.ty.first) * vw * SC);
   s.line.resize(size_t(vw) * SC);
+  s.chan.resize(size_t(vw));
   horizontal_pass<SC>(h_src + d.offset, d.pitch, s.tx, s.ty, s.rows.data());
 
   const size_t row_len = size_t(vw) * SC;
@@ -157,10 +168,22 @@ void resample_image(const uint8_t* h_src, const ImageDesc& d, const PreprocessPa
       const float wk = w[k];
       for (size_t m = 0; m < row_len; ++m) line[m] += wk * row[m];
     }
-    for (int32_t x = x0; x < x1; ++x) {
-      float v[3];
-      detail::to_out_channels(line + size_t(x - x0) * SC, SC, p.out_channels, p.out_rgb, v);
-      out.put(x, y, v);
+    float* chan = s.chan.data();
+    for (int32_t c = 0; c < p.out_channels; ++c) {
+      if (SC == 1) {
+        out.put_row(c, x0, y, line, vw);
+        continue;
+      }
+      if (p.out_channels == 1) {
+        for (int32_t j = 0; j < vw; ++j) {
+          const float* px = line + size_t(j) * SC;
+          detail::to_out_channels(px, SC, 1, p.out_rgb, &chan[j]);
+        }
+      } else {
+        const int32_t sc = p.out_rgb ? SC - 1 - c : c;  // BGR source
+        for (int32_t j = 0; j < vw; ++j) chan[j] = line[size_t(j) * SC + sc];
+      }
+      out.put_row(c, x0, y, chan, vw);
     }
   }
 }

@@ -3,8 +3,6 @@
 // Both sides run these exact float operations in the same order (and preprocess.cu is
 // built with --fmad=false), so the CPU reference and the CUDA kernel agree bit for bit
 // except where the device's own float->half conversion is used (also round-to-nearest-even).
-#include <math.h>
-
 #include <cstdint>
 #include <cstring>
 
@@ -134,7 +132,9 @@ IMGPIPE_HD float normalize(const PreprocessParams& p, int32_t c, float v) {
 /// 8-bit output: clamp to 0..255, round half away from zero.
 IMGPIPE_HD uint8_t to_u8(float v) {
   v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
-  return uint8_t(roundf(v));
+  // floor(v + 0.5) is exact for v in [0.5, 255]: v + 0.5 only rounds up to the next integer
+  // below 0.5, where float spacing is finer than at the sum (0.49999997 + 0.5 -> 1.0).
+  return v < 0.5f ? uint8_t(0) : uint8_t(int32_t(v + 0.5f));
 }
 
 /// IEEE binary16 bits of f, round to nearest even (overflow -> inf, NaN -> quiet NaN).
