@@ -335,7 +335,7 @@ void read_memory(Section s, MemoryConfig& c) {
         s.fail("memory.device_budget", v, "a percentage in (0, 100]%");
       c.device_budget_percent = pct;
     } else {
-      s.size("device_budget", c.device_budget, 1 << 20);
+      s.size("device_budget", c.device_budget, 1 << 10);
     }
   }
   s.size("host_budget", c.host_budget, 16 << 20);

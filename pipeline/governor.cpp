@@ -128,6 +128,12 @@ std::string Governor::describe_plan() {
       os << "    - {precision: " << infer::to_string(p) << ", batch: " << b << ", needs: " << format_bytes(need)
          << ", fits: " << (need <= budget_ ? "yes" : "no") << "}\n";
     }
+  int batch = 0;
+  infer::Precision p = infer::Precision::FP32;
+  if (choose(batch, p))
+    os << "  choice: {precision: " << infer::to_string(p) << ", batch: " << batch << "}\n";
+  else
+    os << "  choice: none fits (the run would stop with exit code 4)\n";
   return os.str();
 }
 
@@ -146,25 +152,28 @@ void Governor::stop(const std::string& why) {
   throw GovernorStop(os.str());
 }
 
-void Governor::start() {
-  budget_ = effective_budget();
-  alloc_.set_budget(size_t(budget_));
+bool Governor::choose(int& batch, infer::Precision& p) const {
+  // fp32 first under precision auto: fp16 only when fp32 does not fit at batch.min.
   std::vector<infer::Precision> order;
   if (opt_.precision != PrecisionMode::Fp16) order.push_back(infer::Precision::FP32);
   if (opt_.precision != PrecisionMode::Fp32) order.push_back(infer::Precision::FP16);
   const int cap = opt_.batch_fixed ? opt_.batch_fixed : opt_.batch_max;
-  for (auto p : order) {
-    precision_ = p;
-    if (const int b = largest_fitting(p, budget_, cap)) {
-      batch_ = b;
-      event("plan", 0, p, bytes_needed(b, p),
-            opt_.batch_fixed ? "batch.size " + std::to_string(cap) + " fits"
-                             : "largest batch within " + std::to_string(opt_.batch_min) + ".." + std::to_string(cap) +
-                                   " that fits the budget");
-      return;
-    }
+  for (auto candidate : order) {
+    p = candidate;
+    if ((batch = largest_fitting(candidate, budget_, cap))) return true;
   }
-  stop("not enough memory to start");
+  return false;
+}
+
+void Governor::start() {
+  budget_ = effective_budget();
+  alloc_.set_budget(size_t(budget_));
+  const int cap = opt_.batch_fixed ? opt_.batch_fixed : opt_.batch_max;
+  if (!choose(batch_, precision_)) stop("not enough memory to start");
+  event("plan", 0, precision_, bytes_needed(batch_, precision_),
+        opt_.batch_fixed ? "batch.size " + std::to_string(cap) + " fits"
+                         : "largest batch within " + std::to_string(opt_.batch_min) + ".." + std::to_string(cap) +
+                               " that fits the budget");
 }
 
 void Governor::shrink(const std::string& reason, int64_t retried) {

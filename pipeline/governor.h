@@ -92,6 +92,8 @@ class Governor {
 
  private:
   int64_t effective_budget();
+  /// The initial batch and precision for the current budget; false when nothing fits.
+  bool choose(int& batch, infer::Precision& p) const;
   /// The largest batch in [min, cap] whose plan fits `budget` at p; 0 when none does.
   int largest_fitting(infer::Precision p, int64_t budget, int cap) const;
   void event(const std::string& kind, int before, infer::Precision pbefore, int64_t needed,

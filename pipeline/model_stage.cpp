@@ -140,7 +140,7 @@ std::string ModelStage::prediction_header() const {
 std::string ModelStage::prediction_line(const std::string& path, const float* out) const {
   const int64_t n = output_size();
   const int k = int(std::min<int64_t>(cfg_.model.top_k, n));
-  std::vector<int64_t> idx(size_t(n));
+  std::vector<int64_t> idx(static_cast<size_t>(n));
   std::iota(idx.begin(), idx.end(), 0);
   // Highest first; ties keep the lower class index, so the order is deterministic.
   std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),

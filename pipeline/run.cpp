@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdarg>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -24,6 +25,8 @@
 #include "cuda_preprocess.h"
 #include "decode.h"
 #include "device_query.h"
+#include "governor.h"
+#include "model_stage.h"
 #include "placement.h"
 #include "preprocess.h"
 #include "progress.h"
@@ -118,7 +121,7 @@ std::string fingerprint(const Config& c, size_t inputs) {
 }
 
 bool is_our_file(const std::string& name) {
-  static const std::regex ours(R"((part\d+-)?(tensors|index|predictions)-\d{5}\.(npy|csv|jsonl)(\.partial)?|)"
+  static const std::regex ours(R"((part\d+-)?(tensors|outputs|index|predictions)(-\d{5})?\.(npy|csv|jsonl)(\.partial)?|)"
                                R"((report|manifest)\.json(\.partial)?)");
   return std::regex_match(name, ours);
 }
@@ -132,7 +135,8 @@ int64_t peak_rss_bytes() {
 // The shard being written: its tensor file, and its index entries in input order.
 struct OpenShard {
   size_t id = SIZE_MAX;
-  std::unique_ptr<NpyWriter> tensors;
+  std::unique_ptr<NpyWriter> tensors, outputs;
+  std::string predictions;  // the shard's prediction lines, committed with the shard
   struct Entry {
     size_t pos;
     int64_t row;  // -1 when skipped
@@ -157,11 +161,27 @@ class Job {
     list_s_ = seconds_since(t0);
     if (int rc = select_device(); rc != kExitOk) return rc;
     batch_size_ = cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max;
+    if (!cfg_.model.path.empty()) {
+      try {
+        model_ = std::make_unique<ModelStage>(cfg_, params_, [this](const std::string& line) { log_.info("%s", line.c_str()); });
+      } catch (const ConfigError& e) {
+        log_.error("%s", e.what());
+        return kExitConfig;
+      }
+    }
     threads_ = cfg_.decode.threads ? cfg_.decode.threads : int(std::max(1u, std::thread::hardware_concurrency()));
     const size_t per_shard = size_t(cfg_.output.images_per_shard);
     shards_ = (inputs_.size() + per_shard - 1) / per_shard;
 
     if (opt_.dry_run) return dry_run();
+    if (model_) {  // the initial plan: when nothing fits, stop before touching any file
+      try {
+        model_->start();
+      } catch (const GovernorStop& e) {
+        log_.error("out of memory: %s", e.what());
+        return kExitOutOfMemory;
+      }
+    }
     if (int rc = prepare_output(); rc != kExitOk) return rc;
 
     std::vector<size_t> work;  // positions still to do, in input order
@@ -175,6 +195,11 @@ class Job {
     int rc = kExitOk;
     try {
       rc = process(work);
+      if (rc == kExitOk) merge_predictions();
+    } catch (const GovernorStop& e) {
+      log_.error("out of memory: %s (completed shards are kept; rerun with a larger memory.device_budget to resume)",
+                 e.what());
+      rc = kExitOutOfMemory;
     } catch (const std::exception& e) {
       log_.error("%s", e.what());
       rc = kExitRuntime;
@@ -226,6 +251,7 @@ class Job {
                 npy_descr(params_.dtype), kernels::output_image_bytes(params_));
     std::printf("device: %s (%s)\nbatch: %d\ndecode_threads: %d\nhost_budget: %s\n", device_.c_str(),
                 device_reason_.c_str(), batch_size_, threads_, format_bytes(cfg_.memory.host_budget).c_str());
+    if (model_) std::printf("%s", model_->describe_plan().c_str());
     return kExitOk;
   }
 
@@ -304,6 +330,25 @@ class Job {
     }
   }
 
+  int batch_size() const { return model_ ? model_->batch() : batch_size_; }
+  const char* prediction_ext() const { return cfg_.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl"; }
+
+  // After a complete run: all shards' predictions in one file, in input order.
+  void merge_predictions() {
+    if (!model_ || !model_->writes_predictions()) return;
+    const fs::path dir(cfg_.output.dir);
+    const std::string part = cfg_.input.shard_count > 1 ? "part" + std::to_string(cfg_.input.shard_index) + "-" : "";
+    AtomicFile all((dir / (part + "predictions." + prediction_ext())).string());
+    all.write(model_->prediction_header());
+    for (size_t s = 0; s < shards_; ++s) {
+      std::ifstream in(dir / shard_name(cfg_, "predictions", s, prediction_ext()));
+      std::string line;
+      if (!model_->prediction_header().empty()) std::getline(in, line);  // the shard's header
+      while (std::getline(in, line)) all.write(line + "\n");
+    }
+    all.commit();
+  }
+
   int process(const std::vector<size_t>& work) {
     if (gpu_) cuda_ = std::make_unique<CudaPreprocessor>(cfg_.device_index, params_);
     OrderedByteQueue<Item> queue(size_t(cfg_.memory.host_budget));
@@ -368,7 +413,7 @@ class Job {
       } else {
         shard.entries.push_back({item->pos, 0, {}});
         batch.push_back(std::move(*item));
-        if (int(batch.size()) >= batch_size_) flush(batch, shard);
+        if (int(batch.size()) >= batch_size()) flush(batch, shard);
       }
       progress.update(done, skipped_.size());
       if (done == kill_after) std::raise(SIGKILL);
@@ -385,6 +430,11 @@ class Job {
     shard.id = id;
     shard.entries.clear();
     shard.tensors.reset();
+    shard.outputs.reset();
+    shard.predictions.clear();
+    if (model_ && model_->writes_outputs())
+      shard.outputs = std::make_unique<NpyWriter>((fs::path(cfg_.output.dir) / shard_name(cfg_, "outputs", id, "npy")).string(),
+                                                  "<f4", std::vector<int64_t>{model_->output_size()});
     if (cfg_.output.tensors) {
       std::vector<int64_t> row = params_.layout == kernels::Layout::NCHW
                                      ? std::vector<int64_t>{params_.out_channels, params_.out_h, params_.out_w}
@@ -394,11 +444,13 @@ class Job {
     }
   }
 
-  // Hands the batch on; the batch never spans two shards. On the CPU its rows are written
-  // now; on the GPU it is enqueued, and the oldest batch is written once both slots are busy.
+  // Hands the batch on; the batch never spans two shards. On the CPU it is finished now;
+  // on the GPU it is enqueued, and the oldest batch finishes once both slots are busy.
   void flush(std::vector<Item>& batch, OpenShard& shard) {
     if (batch.empty()) return;
     batches_++;
+    std::vector<size_t> positions;
+    for (const auto& item : batch) positions.push_back(item.pos);
     if (gpu_) {
       std::vector<cv::Mat> images;
       std::vector<kernels::ImageDesc> descs;
@@ -408,9 +460,16 @@ class Job {
       }
       if (cuda_->in_flight() == CudaPreprocessor::kSlots) collect_one(shard);
       const auto t = Clock::now();
-      cuda_->submit(images, std::move(descs), shard.tensors != nullptr);
+      // The model runs on the CPU backend for now, so it needs the tensor on the host too.
+      cuda_->submit(images, std::move(descs), shard.tensors != nullptr || model_ != nullptr);
       preprocess_s_ += seconds_since(t);
-    } else {
+      in_flight_.push_back(std::move(positions));
+    } else if (model_) {
+      const size_t row = kernels::output_image_bytes(params_);
+      host_batch_.resize(row * batch.size());
+      for (size_t i = 0; i < batch.size(); ++i) std::memcpy(host_batch_.data() + i * row, batch[i].tensor.data(), row);
+      finish_batch(host_batch_.data(), positions, shard);
+    } else {  // tensors only: no need to gather the rows first
       const auto t = Clock::now();
       if (shard.tensors)
         for (const auto& item : batch) shard.tensors->append(item.tensor.data(), 1);
@@ -420,13 +479,30 @@ class Job {
     batch.clear();
   }
 
-  // Waits for the oldest GPU batch and writes its rows.
+  // Waits for the oldest GPU batch and finishes it.
   void collect_one(OpenShard& shard) {
-    auto t = Clock::now();
+    const auto t = Clock::now();
     const CudaPreprocessor::Batch b = cuda_->collect();
     preprocess_s_ += seconds_since(t);
-    t = Clock::now();
-    if (shard.tensors && b.h_tensor) shard.tensors->append(b.h_tensor, b.n);
+    finish_batch(b.h_tensor, in_flight_.front(), shard);
+    in_flight_.pop_front();
+  }
+
+  // A preprocessed batch on the host (rows in input order): tensors, model, predictions.
+  void finish_batch(const void* h_tensor, const std::vector<size_t>& positions, OpenShard& shard) {
+    const int n = int(positions.size());
+    if (model_) {
+      model_->run(h_tensor, n, model_out_);
+      const auto t = Clock::now();
+      const int64_t out_size = model_->output_size();
+      if (shard.outputs) shard.outputs->append(model_out_.data(), n);
+      if (model_->writes_predictions())
+        for (int i = 0; i < n; ++i)
+          shard.predictions += model_->prediction_line(inputs_[positions[size_t(i)]], model_out_.data() + i * out_size);
+      write_s_ += seconds_since(t);
+    }
+    const auto t = Clock::now();
+    if (shard.tensors && h_tensor) shard.tensors->append(h_tensor, n);
     write_s_ += seconds_since(t);
   }
 
@@ -434,6 +510,12 @@ class Job {
     while (gpu_ && cuda_->in_flight() > 0) collect_one(shard);
     const auto t = Clock::now();
     if (shard.tensors) shard.tensors->finish();
+    if (shard.outputs) shard.outputs->finish();
+    if (model_ && model_->writes_predictions()) {
+      AtomicFile pred((fs::path(cfg_.output.dir) / shard_name(cfg_, "predictions", shard.id, prediction_ext())).string());
+      pred.write(model_->prediction_header() + shard.predictions);
+      pred.commit();
+    }
     AtomicFile index((fs::path(cfg_.output.dir) / shard_name(cfg_, "index", shard.id, "csv")).string());
     std::string text = "row,path,error\n";
     int64_t row = 0;
@@ -445,6 +527,7 @@ class Job {
     index.commit();
     shard.id = SIZE_MAX;
     shard.tensors.reset();
+    shard.outputs.reset();
     write_s_ += seconds_since(t);
   }
 
@@ -478,7 +561,8 @@ class Job {
          {{"peak_rss_bytes", peak_rss_bytes()},
           {"host_budget_bytes", cfg_.memory.host_budget},
           {"queue_peak_bytes", queue_peak_}}},
-        {"batch", {{"size", batch_size_}, {"batches", batches_}}},
+        {"batch", {{"size", batch_size()}, {"batches", batches_}}},
+        {"model", model_ ? model_->report() : json(nullptr)},
         {"decode_threads", threads_},
         {"output", {{"dir", cfg_.output.dir}, {"shards", shards_}}},
         {"config", to_yaml(cfg_)},
@@ -499,6 +583,10 @@ class Job {
   std::string device_, device_reason_;
   bool gpu_ = false;
   std::unique_ptr<CudaPreprocessor> cuda_;
+  std::deque<std::vector<size_t>> in_flight_;  // input positions of the GPU batches in flight
+  std::unique_ptr<ModelStage> model_;
+  std::vector<uint8_t> host_batch_;
+  std::vector<float> model_out_;
   int batch_size_ = 1, threads_ = 1;
   size_t shards_ = 0, resumed_ = 0, written_ = 0, batches_ = 0, queue_peak_ = 0;
   double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;
