@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <sstream>
 
 #include "cli_util.h"
 #include "sinks.h"
@@ -148,7 +149,7 @@ TEST(Cli, ResumeAfterKillGivesByteIdenticalOutputs) {
   EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "resumed"));
 
   // A different preprocessing must not be mixed into the same folder.
-  const auto changed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed") + " --set preprocess.dtype=uint8");
+  const auto changed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed") + " --set preprocess.normalize.scale=1");
   EXPECT_EQ(changed.code, 2);
   EXPECT_NE(changed.output.find("different configuration"), std::string::npos) << changed.output;
 }
@@ -160,7 +161,7 @@ TEST(Cli, QueueStaysWithinTheHostBudget) {
   const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
                          " --set output.dir=" + (tmp / "out") +
                          " --set preprocess.resize.shorter_side=256 --set preprocess.crop.center=224"
-                         " --set memory.host_budget=16MiB --set output.tensors=false --set decode.threads=2");
+                         " --set memory.host_budget=16MiB --set output.tensors=false --set decode.threads=2 --set model.path=");
   ASSERT_EQ(r.code, 0) << r.output;
   const json report = load_json(tmp / "out/report.json");
   EXPECT_EQ(report["counts"]["written"], 120);
@@ -179,4 +180,79 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearErrorAndAutoFallsBack) {
   const json report = load_json(out / "report.json");
   EXPECT_EQ(report["device"], "cpu");
   EXPECT_NE(report["device_reason"].get<std::string>().find("no usable GPU"), std::string::npos);
+}
+
+TEST(Cli, SampleModelNamesTheDominantColour) {
+  test::TempDir out;
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set model.path=" + kSource + "/data/sample/model.onnx --set model.labels=" +
+                             kSource + "/data/sample/labels.txt --set output.dir=" + out.path().string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::istringstream csv(test::read_file(out / "predictions.csv"));
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "path,label_1,score_1,label_2,score_2");
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    ++rows;
+    // data/sample/<colour>_<shape>.<ext>: the first label is the colour in the name.
+    const std::string name = fs::path(line.substr(0, line.find(','))).filename().string();
+    const std::string colour = name.substr(0, name.find('_'));
+    const std::string label = line.substr(line.find(',') + 1, colour.size() + 1);
+    EXPECT_EQ(label, colour + ",") << line;
+    EXPECT_GT(std::stod(line.substr(line.find(',', line.find(',') + 1) + 1)), 0.9) << line;
+  }
+  EXPECT_EQ(rows, 6);
+  const json report = load_json(out / "report.json");
+  EXPECT_EQ(report["model"]["output_size"], 6);
+  EXPECT_EQ(report["model"]["precision"], "fp32");
+  EXPECT_EQ(report["model"]["governor"]["events"][0]["kind"], "plan");
+}
+
+TEST(Cli, GovernorShrinksUnderInjectedFailuresWithIdenticalOutputs) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 24, 40, 30);
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
+                           " --set model.path=" + kSource + "/data/sample/model.onnx --set model.labels=" + kSource +
+                           "/data/sample/labels.txt --set batch.max=4 --set output.images_per_shard=10"
+                           " --set output.predictions=jsonl --set model.output=logits";
+  ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "clean")).code, 0);
+  const auto r = run_imgpipe(args + " --set output.dir=" + (tmp / "pressed"), "IMGPIPE_FAULT_INJECT='fail_batch=2,5'");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "pressed"));
+  const json gov = load_json(tmp / "pressed/report.json")["model"]["governor"];
+  EXPECT_EQ(gov["shrinks"], 2);
+  EXPECT_EQ(gov["images_retried"], 4 + 2);  // batch 2 had 4 images; batch 5 (now of 2) had 2
+  EXPECT_EQ(gov["events"][1]["batch_before"], 4);
+  EXPECT_EQ(gov["events"][1]["batch_after"], 2);
+  EXPECT_TRUE(fs::exists(tmp / "pressed/outputs-00002.npy"));
+  EXPECT_TRUE(fs::exists(tmp / "pressed/predictions.jsonl"));
+}
+
+TEST(Cli, OutOfMemoryStopKeepsCompletedShardsAndResumesExactly) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 24, 40, 30);
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
+                           " --set model.path=" + kSource + "/data/sample/model.onnx --set model.labels=" + kSource +
+                           "/data/sample/labels.txt --set batch.max=4 --set output.images_per_shard=8";
+  ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "clean")).code, 0);
+  // From batch 5 (the first of shard 2) the budget is too small for anything.
+  const auto stopped = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"), "IMGPIPE_FAULT_INJECT=budget_at=5:1KiB");
+  EXPECT_EQ(stopped.code, 4) << stopped.output;
+  EXPECT_NE(stopped.output.find("batch 1 at fp16 needs"), std::string::npos) << stopped.output;
+  EXPECT_TRUE(fs::exists(tmp / "resumed/predictions-00001.csv"));
+  EXPECT_FALSE(fs::exists(tmp / "resumed/index-00002.csv"));
+  EXPECT_FALSE(fs::exists(tmp / "resumed/predictions.csv"));
+  const auto resumed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"));
+  ASSERT_EQ(resumed.code, 0) << resumed.output;
+  EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "resumed"));
+}
+
+TEST(Cli, ModelThatDoesNotMatchThePreprocessingIsAConfigError) {
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set preprocess.crop.center=64 --set output.dir=" + out.path().string());
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.output.find("takes 3x56x56"), std::string::npos) << r.output;
+  EXPECT_TRUE(fs::is_empty(out.path()));
 }

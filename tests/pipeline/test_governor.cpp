@@ -1,0 +1,247 @@
+// The memory governor on the CPU backend: small budgets and fault injection reproduce
+// every path (plan, shrink, downcast, stop, grow back) without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "governor.h"
+#include "model_builder.h"
+
+using namespace imgpipe;
+using infer::Precision;
+using infer::test::attr;
+using infer::test::ModelBuilder;
+
+namespace {
+
+// 3x16x16 -> conv 8 -> relu -> conv 16 /2 -> relu -> GAP -> flatten -> gemm 10.
+infer::Model small_cnn() {
+  ModelBuilder b;
+  b.input("x", {-1, 3, 16, 16}).output("y");
+  attr(attr(b.node("Conv", {"x", b.random("w1", {8, 3, 3, 3}), b.random("b1", {8})}, {"c1"}), "pads",
+            std::vector<int64_t>{1, 1, 1, 1}),
+       "kernel_shape", std::vector<int64_t>{3, 3});
+  b.node("Relu", {"c1"}, {"r1"});
+  attr(attr(attr(b.node("Conv", {"r1", b.random("w2", {16, 8, 3, 3}), b.random("b2", {16})}, {"c2"}), "pads",
+                 std::vector<int64_t>{1, 1, 1, 1}),
+            "strides", std::vector<int64_t>{2, 2}),
+       "kernel_shape", std::vector<int64_t>{3, 3});
+  b.node("Relu", {"c2"}, {"r2"});
+  b.node("GlobalAveragePool", {"r2"}, {"g"});
+  attr(b.node("Flatten", {"g"}, {"f"}), "axis", int64_t(1));
+  attr(b.node("Gemm", {"f", b.random("w3", {10, 16}), b.random("b3", {10})}, {"y"}), "transB", int64_t(1));
+  return b.model();
+}
+
+struct Harness {
+  infer::HostAllocator host;
+  infer::BudgetedAllocator alloc{host};
+  infer::Executor exec{small_cnn(), alloc};
+  // A device: free memory is its capacity minus what another process took minus what this
+  // run holds.
+  int64_t capacity = int64_t(1) << 40, taken = 0;
+  std::vector<std::string> log;
+  std::unique_ptr<Governor> gov;
+
+  explicit Harness(Governor::Options o) {
+    gov = std::make_unique<Governor>(
+        o, exec, alloc, [this] { return MemoryReading{capacity - taken - int64_t(alloc.used()), capacity}; },
+        [this](const std::string& l) { log.push_back(l); });
+  }
+  int64_t need(int b, Precision p) const { return gov->bytes_needed(b, p); }
+  int count(const std::string& kind) const {
+    int n = 0;
+    for (const auto& e : gov->events()) n += e.kind == kind;
+    return n;
+  }
+};
+
+std::vector<float> images(int n) { return ModelBuilder::random_values({n, 3, 16, 16}, "images", 0.f, 1.f); }
+
+// The reference: an unpressured run at the same precision.
+std::vector<float> reference(int n, Precision p) {
+  infer::HostAllocator host;
+  infer::Executor exec(small_cnn(), host);
+  exec.prepare(n, p);
+  std::vector<float> out(size_t(n) * 10);
+  exec.run(images(n).data(), n, out.data());
+  return out;
+}
+
+void expect_close(const std::vector<float>& a, const std::vector<float>& b, float tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], tol) << "row " << i / 10 << " col " << i % 10;
+}
+
+std::vector<float> run_all(Harness& h, int n) {
+  std::vector<float> out(size_t(n) * 10, NAN);
+  const auto in = images(n);
+  h.gov->infer(in.data(), n, out.data());
+  return out;
+}
+
+Governor::Options options(int max = 32) {
+  Governor::Options o;
+  o.batch_min = 1;
+  o.batch_max = max;
+  o.budget = int64_t(1) << 40;
+  return o;
+}
+
+}  // namespace
+
+TEST(Governor, InitialPlanPicksTheLargestFittingBatch) {
+  Governor::Options o = options(64);
+  Harness probe(o);
+  o.budget = probe.need(12, Precision::FP32) + 1;
+  Harness h(o);
+  h.gov->start();
+  EXPECT_EQ(h.gov->batch(), 12);
+  EXPECT_EQ(h.gov->precision(), Precision::FP32);
+  ASSERT_EQ(h.gov->events().size(), 1u);
+  EXPECT_EQ(h.gov->events()[0].kind, "plan");
+  EXPECT_NE(h.gov->describe_plan().find("choice: {precision: fp32, batch: 12}"), std::string::npos);
+  expect_close(run_all(h, 30), reference(30, Precision::FP32), 1e-5f);
+  EXPECT_LE(int64_t(h.alloc.peak()), o.budget);  // the plan is what was allocated
+}
+
+TEST(Governor, ShrinksOnAMidRunFailureAndLosesNoImage) {
+  Governor::Options o = options(16);
+  o.faults = FaultPlan::parse("fail_batch=3");
+  Harness h(o);
+  h.gov->start();
+  ASSERT_EQ(h.gov->batch(), 16);
+  const auto out = run_all(h, 100);
+  expect_close(out, reference(100, Precision::FP32), 1e-5f);  // every image once, in order
+  EXPECT_EQ(h.count("shrink"), 1);
+  EXPECT_EQ(h.gov->images_retried(), 16);
+  const auto& e = h.gov->events()[1];
+  EXPECT_EQ(e.batch_before, 16);
+  EXPECT_EQ(e.batch_after, 8);  // at least halved
+  EXPECT_EQ(e.images_retried, 16);
+  EXPECT_NE(h.log[1].find("retrying 16 images"), std::string::npos) << h.log[1];
+}
+
+TEST(Governor, RealAllocationRefusalIsCaughtAndRetried) {
+  Governor::Options o = options(16);
+  o.faults = FaultPlan::parse("fail_alloc=2");  // the executor's second allocation fails
+  Harness h(o);
+  h.gov->start();
+  expect_close(run_all(h, 40), reference(40, Precision::FP32), 1e-5f);
+  EXPECT_EQ(h.count("shrink"), 1);
+  EXPECT_EQ(h.alloc.used(), h.exec.memory_plan().total());
+}
+
+TEST(Governor, MemoryTakenByAnotherProcessShrinksTheBatch) {
+  Governor::Options o = options(32);
+  o.budget = 0;  // auto: free memory at start minus the margin
+  o.safety_margin = 1000;
+  Harness h(o);
+  h.capacity = h.need(32, Precision::FP32) + 1000;
+  h.gov->start();
+  ASSERT_EQ(h.gov->batch(), 32);
+  const auto in = images(96);
+  std::vector<float> out(96 * 10);
+  h.gov->infer(in.data(), 32, out.data());
+  // Another process takes all but what a batch of 8 needs.
+  h.taken = h.need(32, Precision::FP32) - h.need(8, Precision::FP32);
+  h.gov->infer(in.data() + 32 * 3 * 16 * 16, 64, out.data() + 320);
+  EXPECT_GE(h.count("shrink"), 1);
+  EXPECT_LE(h.gov->batch(), 8);
+  expect_close(out, reference(96, Precision::FP32), 1e-5f);
+}
+
+TEST(Governor, DowncastsToFp16AtTheMinimumBatch) {
+  Governor::Options o = options(8);
+  Harness probe(o);
+  ASSERT_LT(probe.need(4, Precision::FP16), probe.need(4, Precision::FP32));
+  o.batch_min = 4;
+  // From batch 3 on, fp32 no longer fits at batch.min but fp16 does.
+  o.faults.budget_at[3] = probe.need(4, Precision::FP16);
+  Harness h(o);
+  h.gov->start();
+  const auto out = run_all(h, 64);
+  EXPECT_EQ(h.gov->precision(), Precision::FP16);
+  EXPECT_EQ(h.count("downcast"), 1);
+  EXPECT_EQ(h.gov->batch(), 4);
+  // fp16 storage: close to fp32 and the same top-1 class for every image.
+  const auto ref = reference(64, Precision::FP32);
+  expect_close(out, ref, 2e-2f);
+  for (int i = 0; i < 64; ++i) {
+    const auto* a = out.data() + i * 10;
+    const auto* r = ref.data() + i * 10;
+    EXPECT_EQ(std::max_element(a, a + 10) - a, std::max_element(r, r + 10) - r) << i;
+  }
+}
+
+TEST(Governor, InitialPlanTakesFp16OnlyWhenFp32DoesNotFitAtTheMinimum) {
+  Governor::Options o = options(8);
+  Harness probe(o);
+  o.batch_min = 2;
+  o.budget = probe.need(2, Precision::FP16);
+  Harness h(o);
+  h.gov->start();
+  EXPECT_EQ(h.gov->precision(), Precision::FP16);
+  EXPECT_EQ(h.gov->batch(), 2);
+}
+
+TEST(Governor, FixedFp32StopsAndSaysFp16WouldFit) {
+  Governor::Options o = options(8);
+  Harness probe(o);
+  o.batch_min = 2;
+  o.precision = PrecisionMode::Fp32;
+  o.faults.budget_at[2] = probe.need(2, Precision::FP16);
+  Harness h(o);
+  h.gov->start();
+  try {
+    run_all(h, 32);
+    FAIL() << "expected GovernorStop";
+  } catch (const GovernorStop& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("batch 2 at fp32 needs"), std::string::npos) << m;
+    EXPECT_NE(m.find("fp16 would fit"), std::string::npos) << m;
+  }
+  EXPECT_EQ(h.gov->precision(), Precision::FP32);  // never downcast against the user's choice
+  EXPECT_EQ(h.count("stop"), 1);
+}
+
+TEST(Governor, ImpossibleBudgetStopsBeforeAnyWork) {
+  Governor::Options o = options(8);
+  o.budget = 1000;
+  Harness h(o);
+  try {
+    h.gov->start();
+    FAIL() << "expected GovernorStop";
+  } catch (const GovernorStop& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("batch 1 at fp16 needs"), std::string::npos) << m;
+    EXPECT_NE(m.find("budget is 1000 B"), std::string::npos) << m;
+  }
+  EXPECT_EQ(h.alloc.peak(), 0u);
+}
+
+TEST(Governor, GrowsBackWhenPressureGoesAndDoesNotOscillate) {
+  Governor::Options o = options(16);
+  Harness probe(o);
+  o.grow_after = 2;
+  o.faults.budget_at[3] = probe.need(4, Precision::FP32);
+  o.faults.budget_at[6] = -1;  // the other process is gone
+  Harness h(o);
+  h.gov->start();
+  expect_close(run_all(h, 400), reference(400, Precision::FP32), 1e-5f);
+  EXPECT_GE(h.count("shrink"), 1);
+  EXPECT_GE(h.count("grow"), 1);
+  EXPECT_EQ(h.gov->batch(), 16);
+  EXPECT_LE(h.count("grow"), 3);  // 4 -> 8 -> 16 (and no flapping)
+  EXPECT_EQ(h.gov->precision(), Precision::FP32);
+}
+
+TEST(Governor, FaultPlanParsesAndRejects) {
+  const FaultPlan f = FaultPlan::parse("fail_alloc=3;fail_batch=2,5;budget_at=4:64MiB,9:none");
+  EXPECT_EQ(f.fail_alloc_at, 3);
+  EXPECT_EQ(f.fail_batch, (std::set<int>{2, 5}));
+  EXPECT_EQ(f.budget_at.at(4), 64 << 20);
+  EXPECT_EQ(f.budget_at.at(9), -1);
+  EXPECT_THROW(FaultPlan::parse("explode=1"), std::invalid_argument);
+  EXPECT_THROW(FaultPlan::parse("budget_at=4"), std::invalid_argument);
+}
