@@ -74,7 +74,8 @@ int64_t Governor::effective_budget() {
   int64_t cap = -1;  // fault injection: a cap from the latest budget_at at or before this batch
   for (const auto& [k, c] : opt_.faults.budget_at)
     if (k <= batches_ + 1) cap = c;
-  if (cap >= 0) b = std::min(b, cap);
+  injected_cap_ = cap >= 0 && cap < b;
+  if (injected_cap_) b = cap;
   return std::max<int64_t>(0, b);
 }
 
@@ -109,7 +110,7 @@ void Governor::event(const std::string& kind, int before, infer::Precision pbefo
   if (e.precision_after != e.precision_before) os << " -> " << e.precision_after;
   os << ": " << reason << " (needs " << format_bytes(needed) << ", budget " << format_bytes(budget_) << ", free "
      << format_bytes(last_free_) << ")";
-  if (retried) os << "; retrying " << retried << " images";
+  if (retried) os << "; retrying " << retried << (retried == 1 ? " image" : " images");
   log_(os.str());
 }
 
@@ -238,16 +239,19 @@ void Governor::infer(const float* in, int n, float* out) {
     budget_ = effective_budget();
     alloc_.set_budget(size_t(budget_));
     if (bytes_needed(batch_, precision_) > budget_) {
-      shrink("free memory dropped to " + format_bytes(last_free_), 0);
+      shrink(injected_cap_ ? "budget cut to " + format_bytes(budget_) + " (injected: IMGPIPE_FAULT_INJECT budget_at)"
+                           : "free memory dropped to " + format_bytes(last_free_),
+             0);
       continue;
     }
     const int m = std::min(batch_, n - done);
     try {
       if (!exec_.prepared() || exec_.batch() != batch_ || exec_.precision() != precision_)
         exec_.prepare(batch_, precision_);
-      if (opt_.faults.fail_batch.count(batches_ + 1)) {
-        opt_.faults.fail_batch.erase(batches_ + 1);
-        throw infer::OutOfMemory(size_t(bytes_needed(batch_, precision_)), 0);  // simulated
+      if (opt_.faults.fail_batch.erase(batches_ + 1)) {  // as if the batch failed midway
+        retried_ += m;
+        shrink("injected allocation failure (IMGPIPE_FAULT_INJECT fail_batch)", m);
+        continue;
       }
       exec_.run(in + int64_t(done) * in_size, m, out + int64_t(done) * out_size);
     } catch (const infer::OutOfMemory& e) {

@@ -113,6 +113,7 @@ class Governor {
   int64_t retried_ = 0;
   infer::Precision precision_ = infer::Precision::FP32;
   bool downcast_by_governor_ = false;
+  bool injected_cap_ = false;  // the budget is capped by fault injection right now
   double start_time_ = 0;
   std::vector<GovernorEvent> events_;
 };

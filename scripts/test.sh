@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 install_packages "${IMGPIPE_PACKAGES[@]}" "${IMGPIPE_TEST_PACKAGES[@]}"
+# With the oracle installed, its comparisons must run rather than skip.
+install_test_python && export IMGPIPE_REQUIRE_ORT="${IMGPIPE_REQUIRE_ORT:-1}"
 build_imgpipe
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
