@@ -226,6 +226,9 @@ def limits(runs, cores):
         verdict = f"not stage-bound: decode threads busy only {busy:.0%} of the wall time (startup, I/O or queue waits)"
     if cpu > 0.85 * cores:
         verdict += f"; the machine's {cores} cores are saturated ({cpu:.2f} cores used on average)"
+    elif os.getloadavg()[0] > 0.75 * cores:
+        verdict += (f"; imgpipe used {cpu:.2f} of {cores} cores while other processes kept the load average "
+                    f"at {os.getloadavg()[0]:.1f}, so its threads also waited for a core")
     share = ", ".join(f"{k} {v:.2f}s" for k, v in parts.items() if v)
     return (f"inferred: {verdict}. Stage times summed over threads (median): {share}; wall {wall:.2f}s; "
             f"largest: {top}.")
