@@ -12,25 +12,6 @@ StatusInfo status_info(cudaError_t s) noexcept {
   return {false, s == cudaErrorMemoryAllocation, cudaGetErrorName(s), cudaGetErrorString(s)};
 }
 
-StatusInfo status_info(cublasStatus_t s) noexcept {
-  return {s == CUBLAS_STATUS_SUCCESS, s == CUBLAS_STATUS_ALLOC_FAILED, cublasGetStatusName(s),
-          cublasGetStatusString(s)};
-}
-
-#if defined(IMGPIPE_HAVE_CUDNN)
-StatusInfo status_info(cudnnStatus_t s) noexcept {
-#if CUDNN_MAJOR >= 9
-  // cuDNN 9 splits the old CUDNN_STATUS_ALLOC_FAILED into host and device failures.
-  const bool oom = s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
-                   s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
-#else
-  const bool oom = s == CUDNN_STATUS_ALLOC_FAILED;
-#endif
-  // cudnnGetErrorString gives the enumerator's name.
-  return {s == CUDNN_STATUS_SUCCESS, oom, cudnnGetErrorString(s), ""};
-}
-#endif
-
 namespace {
 std::string describe(const StatusInfo& info, const char* expr, const char* file, int line) {
   std::string m = std::string(file) + ":" + std::to_string(line) + ": " + expr + ": " + info.name;

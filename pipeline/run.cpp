@@ -330,7 +330,10 @@ class Job {
     }
   }
 
-  int batch_size() const { return model_ ? model_->batch() : batch_size_; }
+  // Images per batch: the governor's choice with a model; on the GPU the configured size;
+  // on the CPU without a model there is nothing to batch for, so each image is written as
+  // it comes and no batch is held outside the host budget.
+  int batch_size() const { return model_ ? model_->batch() : gpu_ ? batch_size_ : 1; }
   const char* prediction_ext() const { return cfg_.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl"; }
 
   // After a complete run: all shards' predictions in one file, in input order.

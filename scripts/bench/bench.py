@@ -22,6 +22,9 @@ WORKLOADS = {  # name: (config, peer mode, needs a model)
     "w2": ("configs/bench_w2_preprocess.yaml", "preprocess", False),
     "w3": ("configs/bench_w3_pressure.yaml", "classify", True),
 }
+# W3's pressure: an allocation failure in batch 3, then the budget cut to 40% of the start
+# plan from batch 6 until batch 14, when it is lifted (the governor should grow back).
+W3_FAULTS = "fail_batch=3;budget_at=6:{cut},14:none"
 FULL, SMALL = 2000, 200
 WIDTH, HEIGHT, QUALITY = 640, 480, 90
 MiB = 1 << 20
@@ -96,13 +99,13 @@ def tree_pss_kib(pid):
     return total
 
 
-def run_process(argv, logdir, tag):
+def run_process(argv, logdir, tag, env=None):
     """Runs argv as a fresh process; returns wall seconds, its own peak RSS (wait4), CPU seconds,
     the peak PSS of its process tree (sampled every 0.2 s), exit code, stdout, stderr."""
     out, err = logdir / f"{tag}.out", logdir / f"{tag}.err"
     with open(out, "w") as fo, open(err, "w") as fe:
         t0 = time.perf_counter()
-        p = subprocess.Popen(argv, stdout=fo, stderr=fe, cwd=ROOT)
+        p = subprocess.Popen(argv, stdout=fo, stderr=fe, cwd=ROOT, env=env)
         peak, done = [0], threading.Event()
 
         def sample():
@@ -127,12 +130,15 @@ def find_peak_gpu(report):
     return None
 
 
-def imgpipe_run(args, cfg, overrides, outdir, logdir, tag, n):
+def imgpipe_run(args, cfg, overrides, outdir, logdir, tag, n, faults=None):
     shutil.rmtree(outdir, ignore_errors=True)
     argv = [str(args.imgpipe), "--config", cfg, "--device", args.device, "--quiet"]
     for o in overrides + [f"output.dir={outdir}", "output.mode=overwrite", "progress=off"]:
         argv += ["--set", o]
-    r = run_process(argv, logdir, tag)
+    env = dict(os.environ, IMGPIPE_FAULT_INJECT=faults) if faults else None
+    r = run_process(argv, logdir, tag, env)
+    if faults:
+        r["fault_inject"] = faults
     r["argv"] = argv
     if r["rc"] != 0:
         return r, f"imgpipe exit {r['rc']}: {last_line(r['stderr'])}"
@@ -145,6 +151,13 @@ def imgpipe_run(args, cfg, overrides, outdir, logdir, tag, n):
              peak_rss_mib_report=rep.get("memory", {}).get("peak_rss_bytes", 0) / MiB,
              peak_gpu_mib=find_peak_gpu(rep), timing_s=rep.get("timing_s"),
              decode_threads=rep.get("decode_threads"), device=rep.get("device"))
+    model = rep.get("model") or {}
+    if model:
+        gov = model.get("governor", {})
+        r.update(precision=model.get("precision"), batch_size=model.get("batch_size"),
+                 inference_ms_per_image=model.get("inference_ms_per_image"),
+                 governor={k: gov.get(k) for k in ("shrinks", "grows", "downcasts", "images_retried")},
+                 governor_timeline=[(e["kind"], e["batch_after"], e["precision_after"]) for e in gov.get("events", [])])
     if rep.get("counts", {}).get("written", 0) + rep.get("counts", {}).get("skipped", 0) != n:
         return r, f"imgpipe processed {images} of {n} images"
     return r, ""
@@ -297,8 +310,14 @@ def bench(args, wl, data, logdir, peer_ok, peer_why):
             overrides.append(f"model.path={model}")
     outdir = data / f"out-{name}"
     say(f"{name}: {n} images, imgpipe warm-up ...")
+    faults = None
     if rec["imgpipe"]["available"]:
         r, why = imgpipe_run(args, cfg, overrides, outdir, logdir, f"{name}-imgpipe-warmup", n)
+        if wl == "w3" and not why:  # size the budget cut from the plan the warm-up chose
+            plan = next((e for e in json.loads((outdir / "report.json").read_text())["model"]["governor"]["events"]
+                         if e["kind"] == "plan"), None)
+            faults = W3_FAULTS.format(cut=int(plan["needed_bytes"] * 0.4)) if plan else None
+            rec["fault_inject"] = faults
         if not why and needs_model and not any(outdir.glob("*predictions-*")):
             why = "imgpipe accepted model.path but wrote no predictions (ONNX inference not wired in yet)"
         if why:
@@ -316,7 +335,7 @@ def bench(args, wl, data, logdir, peer_ok, peer_why):
     runs = {"imgpipe": [], "peer": []}
     for i in range(args.repeat):
         say(f"{name}: timed run {i + 1}/{args.repeat}: imgpipe ...")
-        r, why = imgpipe_run(args, cfg, overrides, outdir, logdir, f"{name}-imgpipe-{i}", n)
+        r, why = imgpipe_run(args, cfg, overrides, outdir, logdir, f"{name}-imgpipe-{i}", n, faults)
         if why:
             sys.exit(f"bench: {name}: {why} (log in {logdir})")
         runs["imgpipe"].append(r)
