@@ -113,6 +113,7 @@ struct ConvState {
   cuda::ConvDesc conv;
   cuda::ActivationDesc relu;
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  cudnnConvolutionFwdAlgo_t best = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;  ///< chosen at prepare
   size_t algo_bytes = 0;
   bool fused = false;  ///< bias + Relu in cudnnConvolutionBiasActivationForward (fp32)
   int64_t n_set = -1;  ///< batch the x/y descriptors describe now
@@ -209,13 +210,13 @@ struct CudaExecutor::Prepared {
               CUDNN_STATUS_SUCCESS ||
           bytes > limit)
         continue;
-      c.algo = r.algo;
+      c.algo = c.best = r.algo;
       c.algo_bytes = bytes;
       return;
     }
     // Implicit GEMM needs no workspace and supports every configuration.
     IMGPIPE_CUDNN_CHECK(cudnnSetConvolutionMathType(c.conv, base_math));
-    c.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    c.algo = c.best = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
     IMGPIPE_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(*cudnn, c.x, c.w, c.conv, c.y, c.algo, &c.algo_bytes));
   }
 
@@ -251,7 +252,9 @@ struct CudaExecutor::Prepared {
     if (c.n_set != xs[0]) {
       set_conv_shapes(k, xs, ys);
       size_t bytes = 0;
-      // A smaller batch rarely needs more workspace; if it does, fall back to implicit GEMM.
+      // The algorithm chosen for the prepared batch; a smaller batch rarely needs more
+      // workspace, and if it does, implicit GEMM needs none. Host-only calls: no allocation.
+      c.algo = c.best;
       if (cudnnGetConvolutionForwardWorkspaceSize(*cudnn, c.x, c.w, c.conv, c.y, c.algo, &bytes) != CUDNN_STATUS_SUCCESS ||
           bytes > cudnn_limit(k)) {
         c.algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
@@ -274,8 +277,10 @@ struct CudaExecutor::Prepared {
                                                                     c.algo, ws, c.algo_bytes, &zero, c.y, y, c.bias,
                                                                     bias, c.relu, c.y, y);
       if (r == CUDNN_STATUS_SUCCESS) return;
-      if (r != CUDNN_STATUS_NOT_SUPPORTED) IMGPIPE_CUDNN_CHECK(r);
-      c.fused = false;  // this algorithm/configuration has no fused kernel: separate epilogue
+      if (r == CUDNN_STATUS_ALLOC_FAILED) IMGPIPE_CUDNN_CHECK(r);  // the governor's signal
+      // No fused kernel for this algorithm/configuration: a separate epilogue from now on
+      // (the plain call below reports any real error in the descriptors).
+      c.fused = false;
     }
     IMGPIPE_CUDNN_CHECK(cudnnConvolutionForward(*cudnn, &one, c.x, x, c.w, where(st.inputs[1]), c.conv, c.algo, ws,
                                                 c.algo_bytes, &zero, c.y, y));
@@ -581,10 +586,14 @@ void CudaExecutor::run_device(const void* d_input, bool input_fp16, int batch_n,
   if (!d_input) throw std::invalid_argument("CudaExecutor::run_device: null input");
   cuda::DeviceGuard guard(device_);
   enqueue(d_input, input_fp16, batch_n, stream);
+  download(batch_n, h_output, stream);
+}
+
+void CudaExecutor::download(int batch_n, float* h_output, cudaStream_t stream) {
   Prepared& s = *state_;
   const int64_t out_n = model_.output_size() * batch_n;
   const void* out = s.where(s.graph.output);
-  if (s.dtype == DType::F16) {
+  if (s.dtype == DType::F16) {  // widen on the device, through the scratch
     cuda::convert(out, DType::F16, s.scratch(), DType::F32, out_n, stream);
     out = s.scratch();
   }
@@ -615,15 +624,7 @@ void CudaExecutor::run(const float* h_input, int batch_n, float* h_output, cudaS
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(d_staging, s.h_in.get(), static_cast<size_t>(in_n) * 4, cudaMemcpyHostToDevice, stream));
   if (s.dtype == DType::F16) cuda::convert(d_staging, DType::F32, s.where(s.graph.input), DType::F16, in_n, stream);
   enqueue(nullptr, false, batch_n, stream);
-  const int64_t out_n = model_.output_size() * batch_n;
-  const void* out = s.where(s.graph.output);
-  if (s.dtype == DType::F16) {
-    cuda::convert(out, DType::F16, s.scratch(), DType::F32, out_n, stream);
-    out = s.scratch();
-  }
-  IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.h_out.get(), out, static_cast<size_t>(out_n) * 4, cudaMemcpyDeviceToHost, stream));
-  IMGPIPE_CUDA_CHECK(cudaStreamSynchronize(stream));
-  std::memcpy(h_output, s.h_out.get(), static_cast<size_t>(out_n) * 4);
+  download(batch_n, h_output, stream);
 }
 
 }  // namespace imgpipe::infer

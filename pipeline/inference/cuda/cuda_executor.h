@@ -83,6 +83,7 @@ class CudaExecutor {
  private:
   struct Prepared;
   void enqueue(const void* d_input, bool input_fp16, int batch_n, cudaStream_t stream);
+  void download(int batch_n, float* h_output, cudaStream_t stream);
   Model model_;
   int device_;
   Allocator& allocator_;
