@@ -1,0 +1,253 @@
+#include "cuda_plan.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+#include "planner.h"
+
+namespace imgpipe::infer::cuda {
+namespace {
+
+[[noreturn]] void unsupported(const std::string& what) { throw UnsupportedModel(what); }
+
+int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
+  const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
+  if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
+  return axis < 0 ? axis + r : axis;
+}
+
+/// The same window rules as the CPU ops (explicit pads or auto_pad, ceil_mode for pooling).
+void windows(const Node& n, const Shape& x, const Shape& kernel, bool ceil_mode, Window* w) {
+  const size_t sp = kernel.size();
+  if (sp != 2 || x.size() != 4) unsupported("only 2-D windows (rank-4 input) are supported, got " + to_string(x));
+  const auto strides = attr_ints(n, "strides", Shape(sp, 1));
+  const auto dils = attr_ints(n, "dilations", Shape(sp, 1));
+  const auto pads = attr_ints(n, "pads", Shape(2 * sp, 0));
+  const std::string auto_pad = attr_string(n, "auto_pad", "NOTSET");
+  if (strides.size() != sp || dils.size() != sp || pads.size() != 2 * sp)
+    unsupported("strides/dilations/pads do not match the kernel rank");
+  for (size_t d = 0; d < sp; ++d) {
+    Window& wd = w[d];
+    wd.k = kernel[d];
+    wd.stride = strides[d];
+    wd.dil = dils[d];
+    const int64_t in = x[2 + d];
+    const int64_t ext = (wd.k - 1) * wd.dil + 1;
+    if (auto_pad == "NOTSET") {
+      wd.pad_begin = pads[d];
+      wd.pad_end = pads[sp + d];
+    } else if (auto_pad == "VALID") {
+      wd.pad_begin = wd.pad_end = 0;
+    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      const int64_t out = (in + wd.stride - 1) / wd.stride;
+      const int64_t total = std::max<int64_t>(0, (out - 1) * wd.stride + ext - in);
+      wd.pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      wd.pad_end = total - wd.pad_begin;
+    } else {
+      unsupported("auto_pad " + auto_pad);
+    }
+    const int64_t span = in + wd.pad_begin + wd.pad_end - ext;
+    if (span < 0) unsupported("window larger than the padded input " + to_string(x));
+    if (ceil_mode) {
+      wd.out = (span + wd.stride - 1) / wd.stride + 1;
+      if ((wd.out - 1) * wd.stride >= in + wd.pad_begin) --wd.out;
+    } else {
+      wd.out = span / wd.stride + 1;
+    }
+  }
+}
+
+float const_scalar(const ResolvedGraph& g, int v, float def) {
+  if (v < 0) return def;
+  const Value& val = g.values[v];
+  if (!val.constant) unsupported("Clip bounds must be constant");
+  return static_cast<float>(val.constant->at(0));
+}
+
+std::vector<int64_t> const_ints(const ResolvedGraph& g, int v, const char* what) {
+  const Value& val = g.values[v];
+  if (!val.constant) unsupported(std::string(what) + " must be constant");
+  std::vector<int64_t> r(val.constant->size());
+  for (int64_t k = 0; k < val.constant->size(); ++k) r[k] = static_cast<int64_t>(val.constant->at(k));
+  return r;
+}
+
+}  // namespace
+
+CudaStep describe_step(const ResolvedGraph& g, size_t k, int opset, Precision p,
+                       const CudaOptions& opt) {
+  const Step& st = g.steps[k];
+  const Node& n = *st.node;
+  const std::string& t = n.op_type;
+  const size_t es = element_size(p);
+  auto in_shape = [&](size_t i) -> const Shape& { return g.values.at(st.inputs.at(i)).shape; };
+  auto has_input = [&](size_t i) { return st.inputs.size() > i && st.inputs[i] >= 0; };
+  const Shape& out = g.values[st.output].shape;
+  using K = CudaStep::Kind;
+  using U = CudaStep::Unary;
+  using B = CudaStep::Binary;
+  CudaStep s;
+  if (t == "Conv") {
+    s.kind = K::Conv;
+    const Shape& x = in_shape(0);
+    const Shape& w = in_shape(1);
+    if (x.size() != 4 || w.size() != 4) unsupported("only 2-D convolution is supported");
+    s.group = attr_int(n, "group", 1);
+    windows(n, x, {w[2], w[3]}, false, s.win);
+    s.has_bias = has_input(2);
+    s.act = n.fused;
+    s.asymmetric_pad = s.win[0].pad_begin != s.win[0].pad_end || s.win[1].pad_begin != s.win[1].pad_end;
+    if (s.asymmetric_pad)
+      s.pad_bytes = cuda_align(static_cast<size_t>(x[0] * x[1] * (x[2] + s.win[0].pad_begin + s.win[0].pad_end) *
+                                                   (x[3] + s.win[1].pad_begin + s.win[1].pad_end)) * es);
+    const size_t im2col = static_cast<size_t>(x[0] * x[1] * w[2] * w[3] * out[2] * out[3]) * es;
+    s.cudnn_bytes = cuda_align(std::min(opt.cudnn_workspace_cap, im2col));
+  } else if (t == "BatchNormalization") {
+    s.kind = K::BatchNorm;
+    s.eps = attr_float(n, "epsilon", 1e-5f);
+  } else if (t == "Relu" || t == "LeakyRelu" || t == "Clip" || t == "Sigmoid" || t == "HardSigmoid" ||
+             t == "HardSwish" || t == "Tanh") {
+    s.kind = K::Unary;
+    if (t == "Relu") s.unary = U::Relu;
+    if (t == "LeakyRelu") { s.unary = U::LeakyRelu; s.alpha = attr_float(n, "alpha", 0.01f); }
+    if (t == "Sigmoid") s.unary = U::Sigmoid;
+    if (t == "HardSwish") s.unary = U::HardSwish;
+    if (t == "Tanh") s.unary = U::Tanh;
+    if (t == "HardSigmoid") {
+      s.unary = U::HardSigmoid;
+      s.alpha = attr_float(n, "alpha", 0.2f);
+      s.beta = attr_float(n, "beta", 0.5f);
+    }
+    if (t == "Clip") {
+      s.unary = U::Clip;
+      s.lo = attr_float(n, "min", -std::numeric_limits<float>::infinity());
+      s.hi = attr_float(n, "max", std::numeric_limits<float>::infinity());
+      if (has_input(1)) s.lo = const_scalar(g, st.inputs[1], s.lo);
+      if (has_input(2)) s.hi = const_scalar(g, st.inputs[2], s.hi);
+    }
+  } else if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div") {
+    s.kind = K::Binary;
+    s.binary = t == "Add" ? B::Add : t == "Sub" ? B::Sub : t == "Mul" ? B::Mul : B::Div;
+    if (out.size() > 8) unsupported("rank above 8");
+  } else if (t == "MaxPool" || t == "AveragePool") {
+    s.kind = t == "MaxPool" ? K::MaxPool : K::AvgPool;
+    s.ceil_mode = attr_int(n, "ceil_mode", 0) != 0;
+    s.count_include_pad = attr_int(n, "count_include_pad", 0) != 0;
+    windows(n, in_shape(0), attr_ints(n, "kernel_shape"), s.ceil_mode, s.win);
+  } else if (t == "GlobalAveragePool") {
+    s.kind = K::GlobalAvgPool;
+  } else if (t == "Flatten" || t == "Reshape" || t == "Squeeze" || t == "Unsqueeze" || t == "Identity" ||
+             t == "Dropout") {
+    s.kind = K::View;  // same bytes, new shape: the output shares its input's memory
+  } else if (t == "Transpose") {
+    s.kind = K::Transpose;
+    const Shape& x = in_shape(0);
+    s.perm = attr_ints(n, "perm");
+    if (s.perm.empty())
+      for (size_t d = x.size(); d-- > 0;) s.perm.push_back(static_cast<int64_t>(d));
+    for (auto& d : s.perm) d = norm_axis(d, x.size());
+    if (x.size() > 8) unsupported("rank above 8");
+  } else if (t == "Concat") {
+    s.kind = K::Concat;
+    s.axis = norm_axis(attr_int(n, "axis", 0), out.size());
+  } else if (t == "Gemm") {
+    s.kind = K::Gemm;
+    s.trans_a = attr_int(n, "transA", 0) != 0;
+    s.trans_b = attr_int(n, "transB", 0) != 0;
+    s.alpha = attr_float(n, "alpha", 1.f);
+    s.beta = attr_float(n, "beta", 1.f);
+    s.has_c = has_input(2) && s.beta != 0.f;
+  } else if (t == "MatMul") {
+    s.kind = K::MatMul;
+    if (out.size() > 8) unsupported("rank above 8");
+  } else if (t == "Softmax") {
+    s.kind = K::Softmax;
+    s.axis = norm_axis(attr_int(n, "axis", opset >= 13 ? -1 : 1), out.size());
+    s.softmax_flat = opset < 13;
+  } else if (t == "ReduceMean") {
+    s.kind = K::ReduceMean;
+    const Shape& x = in_shape(0);
+    if (x.size() > 8) unsupported("rank above 8");
+    std::vector<int64_t> axes = attr_ints(n, "axes");
+    if (has_input(1)) axes = const_ints(g, st.inputs[1], "axes");
+    s.reduced.assign(x.size(), false);
+    if (axes.empty() && attr_int(n, "noop_with_empty_axes", 0) == 0) s.reduced.assign(x.size(), true);
+    for (int64_t a : axes) s.reduced[norm_axis(a, x.size())] = true;
+  } else {
+    unsupported("node '" + n.name + "' (" + t + ", opset " + std::to_string(opset) +
+                "): not supported by the CUDA backend");
+  }
+  return s;
+}
+
+CudaLayout make_cuda_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, int opset,
+                            Precision p, const CudaOptions& opt) {
+  CudaLayout l;
+  const size_t es = element_size(p);
+  const size_t nv = g.values.size();
+  l.unit0 = batch_units(g, one, batch, l.separable);
+  l.offset.assign(nv, 0);
+  l.storage.resize(nv);
+  for (size_t v = 0; v < nv; ++v) l.storage[v] = static_cast<int>(v);
+
+  bool blas = false;
+  size_t scratch = 0;
+  for (size_t k = 0; k < g.steps.size(); ++k) {
+    CudaStep s = describe_step(g, k, opset, p, opt);
+    const Step& st = g.steps[k];
+    if (s.kind == CudaStep::Kind::View) {
+      if (g.values[st.inputs[0]].constant) unsupported("a view of a constant was not folded");
+      l.storage[st.output] = l.storage[st.inputs[0]];
+    }
+    blas = blas || s.kind == CudaStep::Kind::Gemm || s.kind == CudaStep::Kind::MatMul;
+    scratch = std::max(scratch, s.scratch_bytes());
+    l.steps.push_back(std::move(s));
+  }
+  if (p == Precision::FP16) {  // host fp32 input and output are converted through scratch
+    scratch = std::max(scratch, cuda_align(static_cast<size_t>(numel(g.values[g.input].shape)) * 4));
+    scratch = std::max(scratch, cuda_align(static_cast<size_t>(numel(g.values[g.output].shape)) * 4));
+  }
+
+  // Activations: one interval per storage owner, covering the uses of all its views.
+  std::vector<int> first(nv, 0), last(nv, -1);
+  for (size_t v = 0; v < nv; ++v) {
+    const Value& val = g.values[v];
+    if (val.constant) continue;
+    const int root = l.storage[v];
+    if (root == static_cast<int>(v)) first[v] = std::max(val.def, 0);
+    last[root] = std::max({last[root], val.last_use, val.def});
+  }
+  std::vector<Interval> acts;
+  std::vector<size_t> owner;
+  for (size_t v = 0; v < nv; ++v) {
+    const Value& val = g.values[v];
+    const size_t bytes = cuda_align(static_cast<size_t>(numel(val.shape)) * es);
+    if (val.constant) {
+      if (!val.weight) continue;
+      l.offset[v] = l.plan.weight_bytes;
+      l.plan.weight_bytes += bytes;
+    } else if (l.storage[v] == static_cast<int>(v)) {
+      acts.push_back({bytes, first[v], std::max(last[v], first[v])});
+      owner.push_back(v);
+      l.sum_activation_bytes += bytes;
+    }
+  }
+  std::vector<size_t> offsets;
+  l.plan.arena_bytes = assign_offsets(acts, offsets);
+  for (size_t k = 0; k < acts.size(); ++k) l.offset[owner[k]] = offsets[k];
+  for (size_t v = 0; v < nv; ++v)
+    if (!g.values[v].constant && l.storage[v] != static_cast<int>(v)) l.offset[v] = l.offset[l.storage[v]];
+
+  l.cublas_bytes = blas ? cuda_align(opt.cublas_workspace) : 0;
+  l.scratch_bytes = scratch;
+  l.plan.workspace_bytes = l.cublas_bytes + l.scratch_bytes;
+  return l;
+}
+
+MemoryPlan cuda_plan(const Graph& graph, int batch, Precision p, const CudaOptions& opt) {
+  if (batch < 1) throw std::invalid_argument("batch must be at least 1");
+  return make_cuda_layout(resolve(graph, batch), resolve(graph, 1), batch, graph.opset, p, opt).plan;
+}
+
+}  // namespace imgpipe::infer::cuda

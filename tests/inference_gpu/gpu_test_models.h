@@ -1,0 +1,91 @@
+#pragma once
+// Small ResNet- and MobileNet-style graphs for the CUDA backend tests (seeded weights).
+#include <string>
+#include <vector>
+
+#include "model_builder.h"
+
+namespace imgpipe::infer::test {
+
+inline std::string gpu_conv_bn(ModelBuilder& b, const std::string& in, const std::string& name, int64_t cin,
+                               int64_t cout, int64_t k, int64_t stride, bool relu) {
+  using S = std::vector<int64_t>;
+  const int64_t pad = k / 2;
+  auto& c = b.node("Conv", {in, b.random(name + ".w", {cout, cin, k, k})}, {name + ".c"});
+  attr(c, "kernel_shape", S{k, k});
+  attr(c, "strides", S{stride, stride});
+  attr(c, "pads", S{pad, pad, pad, pad});
+  b.node("BatchNormalization", {name + ".c", b.random(name + ".g", {cout}, 0.5f, 1.5f), b.random(name + ".be", {cout}),
+                                b.random(name + ".mu", {cout}), b.random(name + ".var", {cout}, 0.5f, 2.f)},
+         {name + ".bn"});
+  if (!relu) return name + ".bn";
+  b.node("Relu", {name + ".bn"}, {name + ".r"});
+  return name + ".r";
+}
+
+/// Stem conv+BN+Relu, max pool, an identity and a projection basic block, GAP, Flatten, Gemm.
+inline ModelBuilder gpu_resnet_style() {
+  using S = std::vector<int64_t>;
+  ModelBuilder b(13);
+  b.input("images", {-1, 3, 32, 32}).output("logits");
+  std::string x = gpu_conv_bn(b, "images", "stem", 3, 16, 3, 2, true);
+  auto& mp = b.node("MaxPool", {x}, {"pool"});
+  attr(mp, "kernel_shape", S{3, 3});
+  attr(mp, "strides", S{2, 2});
+  attr(mp, "pads", S{1, 1, 1, 1});
+  std::string y = gpu_conv_bn(b, "pool", "b1a", 16, 16, 3, 1, true);
+  y = gpu_conv_bn(b, y, "b1b", 16, 16, 3, 1, false);
+  b.node("Add", {y, "pool"}, {"b1.add"});
+  b.node("Relu", {"b1.add"}, {"b1.out"});
+  std::string z = gpu_conv_bn(b, "b1.out", "b2a", 16, 32, 3, 2, true);
+  z = gpu_conv_bn(b, z, "b2b", 32, 32, 1, 1, false);
+  const std::string proj = gpu_conv_bn(b, "b1.out", "b2p", 16, 32, 1, 2, false);
+  b.node("Add", {z, proj}, {"b2.add"});
+  b.node("Relu", {"b2.add"}, {"b2.out"});
+  b.node("GlobalAveragePool", {"b2.out"}, {"gap"});
+  b.node("Flatten", {"gap"}, {"flat"});
+  attr(b.node("Gemm", {"flat", b.random("fc.w", {10, 32}, -2.f, 2.f), b.random("fc.b", {10})}, {"logits"}), "transB",
+       int64_t{1});
+  return b;
+}
+
+/// SAME_UPPER stride-2 stem with Relu6, depthwise conv + BN + HardSwish, pointwise conv,
+/// squeeze-excite (GAP, 1x1 convs, HardSigmoid, Mul), average pool, ReduceMean, Gemm, Softmax.
+inline ModelBuilder gpu_mobilenet_style() {
+  using S = std::vector<int64_t>;
+  ModelBuilder b(14);
+  b.input("input", {-1, 3, 33, 33}).output("prob");
+  auto& c0 = b.node("Conv", {"input", b.random("c0.w", {16, 3, 3, 3}), b.random("c0.b", {16})}, {"c0"});
+  attr(c0, "strides", S{2, 2});
+  attr(c0, "auto_pad", std::string("SAME_UPPER"));
+  b.node("Clip", {"c0", b.init("zero", {}, {0.f}), b.init("six", {}, {6.f})}, {"c0.r6"});
+  auto& dw = b.node("Conv", {"c0.r6", b.random("dw.w", {16, 1, 3, 3})}, {"dw"});
+  attr(dw, "group", int64_t{16});
+  attr(dw, "strides", S{2, 2});
+  attr(dw, "pads", S{1, 1, 1, 1});
+  b.node("BatchNormalization", {"dw", b.random("dw.g", {16}, 0.5f, 1.5f), b.random("dw.be", {16}),
+                                b.random("dw.mu", {16}), b.random("dw.var", {16}, 0.5f, 2.f)},
+         {"dw.bn"});
+  b.node("HardSwish", {"dw.bn"}, {"dw.hs"});
+  b.node("Conv", {"dw.hs", b.random("pw.w", {24, 16, 1, 1}), b.random("pw.b", {24})}, {"pw"});
+  b.node("GlobalAveragePool", {"pw"}, {"se.pool"});
+  b.node("Conv", {"se.pool", b.random("se1.w", {8, 24, 1, 1}), b.random("se1.b", {8})}, {"se1"});
+  b.node("Relu", {"se1"}, {"se1.r"});
+  b.node("Conv", {"se1.r", b.random("se2.w", {24, 8, 1, 1}), b.random("se2.b", {24})}, {"se2"});
+  b.node("HardSigmoid", {"se2"}, {"se2.hs"});
+  b.node("Mul", {"pw", "se2.hs"}, {"se.out"});
+  auto& ap = b.node("AveragePool", {"se.out"}, {"ap"});
+  attr(ap, "kernel_shape", S{3, 3});
+  attr(ap, "strides", S{2, 2});
+  attr(ap, "pads", S{1, 1, 1, 1});
+  attr(ap, "count_include_pad", int64_t{1});
+  auto& rm = b.node("ReduceMean", {"ap"}, {"rm"});
+  attr(rm, "axes", S{2, 3});
+  attr(rm, "keepdims", int64_t{0});
+  b.node("LeakyRelu", {"rm"}, {"lr"});
+  b.node("Gemm", {"lr", b.random("fc.w", {24, 10}, -2.f, 2.f), b.random("fc.b", {10})}, {"fc"});
+  attr(b.node("Softmax", {"fc"}, {"prob"}), "axis", int64_t{-1});
+  return b;
+}
+
+}  // namespace imgpipe::infer::test
