@@ -49,7 +49,7 @@ FaultPlan FaultPlan::parse(const std::string& text) {
   return f;
 }
 
-Governor::Governor(Options opt, infer::Executor& executor, infer::BudgetedAllocator& allocator,
+Governor::Governor(Options opt, ModelRunner& executor, infer::BudgetedAllocator& allocator,
                    std::function<MemoryReading()> memory, std::function<void(const std::string&)> log)
     : opt_(std::move(opt)), exec_(executor), alloc_(allocator), memory_(std::move(memory)), log_(std::move(log)),
       grow_after_(opt_.grow_after), start_time_(now_s()) {
@@ -57,7 +57,7 @@ Governor::Governor(Options opt, infer::Executor& executor, infer::BudgetedAlloca
 }
 
 int64_t Governor::bytes_needed(int batch, infer::Precision p) const {
-  return int64_t(exec_.model().bytes_needed(batch, p)) + int64_t(batch) * opt_.extra_bytes_per_image;
+  return exec_.bytes_needed(batch, p) + int64_t(batch) * opt_.extra_bytes_per_image;
 }
 
 int64_t Governor::effective_budget() {
@@ -233,8 +233,8 @@ void Governor::maybe_grow() {
   }
 }
 
-void Governor::infer(const float* in, int n, float* out) {
-  const int64_t in_size = exec_.model().input_size(), out_size = exec_.model().output_size();
+void Governor::infer(int n, float* out, const RunRange& run) {
+  const int64_t out_size = exec_.output_size();
   for (int done = 0; done < n;) {
     budget_ = effective_budget();
     alloc_.set_budget(size_t(budget_));
@@ -253,7 +253,7 @@ void Governor::infer(const float* in, int n, float* out) {
         shrink("injected allocation failure (IMGPIPE_FAULT_INJECT fail_batch)", m);
         continue;
       }
-      exec_.run(in + int64_t(done) * in_size, m, out + int64_t(done) * out_size);
+      run(done, m, out + int64_t(done) * out_size);
     } catch (const infer::OutOfMemory& e) {
       retried_ += m;
       shrink("allocation of " + format_bytes(int64_t(e.requested())) + " failed", m);

@@ -49,6 +49,36 @@ struct GovernorEvent {
   std::string reason;
 };
 
+/// What the governor drives: an executor of either backend, seen through its memory plan.
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  /// Bytes prepare(batch, p) will allocate; computed without allocating.
+  virtual int64_t bytes_needed(int batch, infer::Precision p) const = 0;
+  virtual void prepare(int batch, infer::Precision p) = 0;
+  virtual void release() noexcept = 0;
+  virtual bool prepared() const = 0;
+  virtual int batch() const = 0;
+  virtual infer::Precision precision() const = 0;
+  virtual int64_t output_size() const = 0;  ///< floats per image
+};
+
+/// The CPU executor as a ModelRunner.
+class CpuRunner : public ModelRunner {
+ public:
+  explicit CpuRunner(infer::Executor& e) : e_(e) {}
+  int64_t bytes_needed(int b, infer::Precision p) const override { return int64_t(e_.model().bytes_needed(b, p)); }
+  void prepare(int b, infer::Precision p) override { e_.prepare(b, p); }
+  void release() noexcept override { e_.release(); }
+  bool prepared() const override { return e_.prepared(); }
+  int batch() const override { return e_.batch(); }
+  infer::Precision precision() const override { return e_.precision(); }
+  int64_t output_size() const override { return e_.model().output_size(); }
+
+ private:
+  infer::Executor& e_;
+};
+
 class Governor {
  public:
   struct Options {
@@ -65,7 +95,7 @@ class Governor {
   };
 
   /// `memory` reads the device's free/total bytes now; `log` receives one line per event.
-  Governor(Options opt, infer::Executor& executor, infer::BudgetedAllocator& allocator,
+  Governor(Options opt, ModelRunner& runner, infer::BudgetedAllocator& allocator,
            std::function<MemoryReading()> memory, std::function<void(const std::string&)> log);
 
   /// Bytes a batch needs at a precision: the executor's plan plus preprocessing buffers.
@@ -78,10 +108,14 @@ class Governor {
   /// executor. Throws GovernorStop with both numbers when nothing fits.
   void start();
 
-  /// Runs n images (NCHW fp32, contiguous) through the model into out (n x output_size),
-  /// in sub-batches of the current batch size; on an allocation failure, shrinks or
+  /// Runs images [first, first + count) of the caller's batch into `out` (count x
+  /// output_size floats) on the prepared runner.
+  using RunRange = std::function<void(int first, int count, float* out)>;
+
+  /// Runs n images through the model into out (n x output_size), in sub-batches of the
+  /// current batch size, calling `run` for each; on an allocation failure, shrinks or
   /// downcasts and retries the same images. Throws GovernorStop when it cannot go on.
-  void infer(const float* in, int n, float* out);
+  void infer(int n, float* out, const RunRange& run);
 
   int batch() const { return batch_; }
   infer::Precision precision() const { return precision_; }
@@ -104,7 +138,7 @@ class Governor {
   [[noreturn]] void stop(const std::string& why);
 
   Options opt_;
-  infer::Executor& exec_;
+  ModelRunner& exec_;
   infer::BudgetedAllocator& alloc_;
   std::function<MemoryReading()> memory_;
   std::function<void(const std::string&)> log_;

@@ -9,6 +9,10 @@
 #include <numeric>
 
 #include "sinks.h"
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+#include "cuda_executor.h"
+#include "device_query.h"
+#endif
 
 namespace imgpipe {
 namespace {
@@ -31,9 +35,53 @@ std::string json_escape(const std::string& s) { return nlohmann::json(s).dump();
 
 }  // namespace
 
-ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre,
+// One executor, CPU or CUDA, and its ModelRunner view for the governor.
+struct ModelStage::Backend : ModelRunner {
+  std::unique_ptr<infer::Executor> cpu;
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  std::unique_ptr<infer::CudaExecutor> cuda;
+#endif
+  template <class F>
+  decltype(auto) with(F&& f) const {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+    if (cuda) return f(*cuda);
+#endif
+    return f(*cpu);
+  }
+  int64_t bytes_needed(int b, infer::Precision p) const override {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+    if (cuda) return int64_t(cuda->bytes_needed(b, p));
+#endif
+    return int64_t(cpu->model().bytes_needed(b, p));
+  }
+  void prepare(int b, infer::Precision p) override {
+    with([&](auto& e) { e.prepare(b, p); });
+  }
+  void release() noexcept override {
+    with([](auto& e) { e.release(); });
+  }
+  bool prepared() const override {
+    return with([](auto& e) { return e.prepared(); });
+  }
+  int batch() const override {
+    return with([](auto& e) { return e.batch(); });
+  }
+  infer::Precision precision() const override {
+    return with([](auto& e) { return e.precision(); });
+  }
+  int64_t output_size() const override {
+    return with([](auto& e) { return e.model().output_size(); });
+  }
+};
+
+ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, int cuda_device,
                        std::function<void(const std::string&)> log)
     : cfg_(cfg), pre_(pre), log_(std::move(log)) {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  cuda_device_ = cuda_device;
+#else
+  (void)cuda_device;  // a build without the CUDA backend runs models on the CPU
+#endif
   infer::Model model = [&] {
     try {
       return infer::Model::load(cfg.model.path, cfg.model.input);
@@ -73,9 +121,25 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre,
   const bool ends_in_softmax = !nodes.empty() && nodes.back().op_type == "Softmax";
   softmax_ = cfg.model.output == ModelOutput::Probabilities && !ends_in_softmax;
 
-  host_ = std::make_unique<infer::HostAllocator>();
-  budgeted_ = std::make_unique<infer::BudgetedAllocator>(*host_);
-  exec_ = std::make_unique<infer::Executor>(std::move(model), *budgeted_);
+  model_ = std::make_unique<infer::Model>(model);
+  backend_ = std::make_unique<Backend>();
+  std::function<MemoryReading()> memory = host_memory;
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  if (cuda_device_ >= 0) {
+    device_alloc_ = std::make_unique<infer::CudaDeviceAllocator>(cuda_device_);
+    budgeted_ = std::make_unique<infer::BudgetedAllocator>(*device_alloc_);
+    backend_->cuda = std::make_unique<infer::CudaExecutor>(std::move(model), cuda_device_, *budgeted_);
+    memory = [device = cuda_device_] {
+      const auto m = kernels::device_mem_info(device);
+      return MemoryReading{int64_t(m.free), int64_t(m.total)};
+    };
+  }
+#endif
+  if (cuda_device_ < 0) {
+    device_alloc_ = std::make_unique<infer::HostAllocator>();
+    budgeted_ = std::make_unique<infer::BudgetedAllocator>(*device_alloc_);
+    backend_->cpu = std::make_unique<infer::Executor>(std::move(model), *budgeted_);
+  }
 
   Governor::Options o;
   o.batch_min = cfg.batch.min;
@@ -86,8 +150,12 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre,
   o.budget_percent = cfg.memory.device_budget_percent;
   o.safety_margin = cfg.memory.safety_margin;
   o.restore_precision = cfg.memory.restore_precision;
-  // The batch tensor and the model's fp32 output, per image, on the same memory.
+  // Per image, besides the model's plan: the batch tensor and the fp32 output; on the GPU
+  // also the preprocessing stage's two slots of decoded images (estimated at 4x the output
+  // area of 8-bit pixels) and tensors.
   o.extra_bytes_per_image = int64_t(kernels::output_image_bytes(pre)) + out_size * 4;
+  if (cuda_device_ >= 0)
+    o.extra_bytes_per_image += 2 * (int64_t(kernels::output_image_bytes(pre)) + 4 * int64_t(pre.out_w) * pre.out_h * 3);
   if (const char* f = std::getenv("IMGPIPE_FAULT_INJECT")) {
     try {
       o.faults = FaultPlan::parse(f);
@@ -95,7 +163,7 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre,
       throw ConfigError(e.what());
     }
   }
-  governor_ = std::make_unique<Governor>(o, *exec_, *budgeted_, host_memory, log_);
+  governor_ = std::make_unique<Governor>(o, *backend_, *budgeted_, memory, log_);
 }
 
 ModelStage::~ModelStage() = default;
@@ -103,10 +171,27 @@ ModelStage::~ModelStage() = default;
 std::string ModelStage::describe_plan() { return governor_->describe_plan(); }
 void ModelStage::start() { governor_->start(); }
 int ModelStage::batch() const { return governor_->batch(); }
-int64_t ModelStage::output_size() const { return exec_->model().output_size(); }
+int64_t ModelStage::output_size() const { return model_->output_size(); }
 
-void ModelStage::run(const void* h_tensor, int n, std::vector<float>& out) {
-  const int64_t in_size = exec_->model().input_size(), out_size = output_size();
+void ModelStage::run(const void* h_tensor, const void* d_tensor, int n, std::vector<float>& out) {
+  const int64_t in_size = model_->input_size(), out_size = output_size();
+  out.resize(size_t(n * out_size));
+  const auto t = std::chrono::steady_clock::now();
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  if (backend_->cuda && d_tensor) {  // the batch stays on the device: no copy back and forth
+    const bool fp16 = pre_.dtype == kernels::DType::F16;
+    const auto* d = static_cast<const uint8_t*>(d_tensor);
+    governor_->infer(n, out.data(), [&](int first, int count, float* o) {
+      backend_->cuda->run_device(d + int64_t(first) * in_size * (fp16 ? 2 : 4), fp16, count, o);
+    });
+    infer_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    images_ += n;
+    finish(out, n);
+    return;
+  }
+#else
+  (void)d_tensor;
+#endif
   const float* input = static_cast<const float*>(h_tensor);
   if (pre_.dtype == kernels::DType::F16) {
     widened_.resize(size_t(n * in_size));
@@ -114,11 +199,16 @@ void ModelStage::run(const void* h_tensor, int n, std::vector<float>& out) {
     for (size_t i = 0; i < widened_.size(); ++i) widened_[i] = infer::half_to_float(h[i]);
     input = widened_.data();
   }
-  out.resize(size_t(n * out_size));
-  const auto t = std::chrono::steady_clock::now();
-  governor_->infer(input, n, out.data());
+  governor_->infer(n, out.data(), [&](int first, int count, float* o) {
+    backend_->with([&](auto& e) { e.run(input + int64_t(first) * in_size, count, o); });
+  });
   infer_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   images_ += n;
+  finish(out, n);
+}
+
+void ModelStage::finish(std::vector<float>& out, int n) const {
+  const int64_t out_size = output_size();
   if (!softmax_) return;
   for (int i = 0; i < n; ++i) {
     float* o = out.data() + i * out_size;
@@ -184,7 +274,7 @@ nlohmann::json ModelStage::report() const {
                       {"images_retried", e.images_retried},
                       {"reason", e.reason}});
   }
-  const auto& m = exec_->model();
+  const auto& m = *model_;
   return {
       {"path", cfg_.model.path},
       {"input", m.input_name()},
@@ -192,7 +282,7 @@ nlohmann::json ModelStage::report() const {
       {"output", m.output_name()},
       {"output_size", m.output_size()},
       {"opset", m.opset()},
-      {"backend", "cpu"},
+      {"backend", cuda_device_ >= 0 ? "cuda:" + std::to_string(cuda_device_) : std::string("cpu")},
       {"precision", infer::to_string(governor_->precision())},
       {"batch_size", governor_->batch()},
       {"inference_s", infer_s_},

@@ -18,8 +18,10 @@ namespace imgpipe {
 class ModelStage {
  public:
   /// Loads cfg.model.path and its labels and checks that the preprocessing produces what
-  /// the model takes. Throws ConfigError naming the key to fix; nothing is allocated yet.
-  ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, std::function<void(const std::string&)> log);
+  /// the model takes. Runs on CUDA device `cuda_device`, or on the CPU when it is -1.
+  /// Throws ConfigError naming the key to fix; nothing is allocated yet.
+  ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, int cuda_device,
+             std::function<void(const std::string&)> log);
   ~ModelStage();
 
   /// The governor's plan table (for --dry-run).
@@ -30,8 +32,11 @@ class ModelStage {
   int batch() const;
 
   /// Runs n images (the preprocessed batch, in the preprocessing dtype, NCHW) into
-  /// `out` (n x output_size() floats, softmax applied for output: probabilities).
-  void run(const void* h_tensor, int n, std::vector<float>& out);
+  /// `out` (n x output_size() floats, softmax applied for output: probabilities). On CUDA
+  /// the batch is read from `d_tensor` when given (no copy back), else from `h_tensor`.
+  void run(const void* h_tensor, const void* d_tensor, int n, std::vector<float>& out);
+  /// Whether the model runs on the GPU (and so can take the batch in device memory).
+  bool on_gpu() const { return cuda_device_ >= 0; }
 
   int64_t output_size() const;
   /// One line of the predictions file for an image (CSV or JSON Lines).
@@ -47,14 +52,18 @@ class ModelStage {
   [[nodiscard]] nlohmann::json report() const;
 
  private:
+  void finish(std::vector<float>& out, int n) const;  // softmax for output: probabilities
   const Config& cfg_;
   kernels::PreprocessParams pre_;
   std::function<void(const std::string&)> log_;
   std::vector<std::string> labels_;
   bool softmax_ = false;
-  std::unique_ptr<infer::HostAllocator> host_;
+  int cuda_device_ = -1;
+  std::unique_ptr<infer::Model> model_;
+  std::unique_ptr<infer::Allocator> device_alloc_;  // host memory, or cudaMalloc on the GPU
   std::unique_ptr<infer::BudgetedAllocator> budgeted_;
-  std::unique_ptr<infer::Executor> exec_;
+  struct Backend;  // the executor of the chosen backend
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<Governor> governor_;
   std::vector<float> widened_;  // fp16/uint8 input widened to fp32
   double infer_s_ = 0;

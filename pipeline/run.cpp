@@ -163,7 +163,8 @@ class Job {
     batch_size_ = cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max;
     if (!cfg_.model.path.empty()) {
       try {
-        model_ = std::make_unique<ModelStage>(cfg_, params_, [this](const std::string& line) { log_.info("%s", line.c_str()); });
+        model_ = std::make_unique<ModelStage>(cfg_, params_, gpu_ ? cfg_.device_index : -1,
+                                              [this](const std::string& line) { log_.info("%s", line.c_str()); });
       } catch (const ConfigError& e) {
         log_.error("%s", e.what());
         return kExitConfig;
@@ -463,15 +464,15 @@ class Job {
       }
       if (cuda_->in_flight() == CudaPreprocessor::kSlots) collect_one(shard);
       const auto t = Clock::now();
-      // The model runs on the CPU backend for now, so it needs the tensor on the host too.
-      cuda_->submit(images, std::move(descs), shard.tensors != nullptr || model_ != nullptr);
+      // The tensor comes back to the host only to be written, or for a model on the CPU.
+      cuda_->submit(images, std::move(descs), shard.tensors != nullptr || (model_ && !model_->on_gpu()));
       preprocess_s_ += seconds_since(t);
       in_flight_.push_back(std::move(positions));
     } else if (model_) {
       const size_t row = kernels::output_image_bytes(params_);
       host_batch_.resize(row * batch.size());
       for (size_t i = 0; i < batch.size(); ++i) std::memcpy(host_batch_.data() + i * row, batch[i].tensor.data(), row);
-      finish_batch(host_batch_.data(), positions, shard);
+      finish_batch(host_batch_.data(), nullptr, positions, shard);
     } else {  // tensors only: no need to gather the rows first
       const auto t = Clock::now();
       if (shard.tensors)
@@ -487,15 +488,17 @@ class Job {
     const auto t = Clock::now();
     const CudaPreprocessor::Batch b = cuda_->collect();
     preprocess_s_ += seconds_since(t);
-    finish_batch(b.h_tensor, in_flight_.front(), shard);
+    finish_batch(b.h_tensor, b.d_tensor, in_flight_.front(), shard);
     in_flight_.pop_front();
   }
 
-  // A preprocessed batch on the host (rows in input order): tensors, model, predictions.
-  void finish_batch(const void* h_tensor, const std::vector<size_t>& positions, OpenShard& shard) {
+  // A preprocessed batch (rows in input order, on the host and/or the device): tensors,
+  // model, predictions.
+  void finish_batch(const void* h_tensor, const void* d_tensor, const std::vector<size_t>& positions,
+                    OpenShard& shard) {
     const int n = int(positions.size());
     if (model_) {
-      model_->run(h_tensor, n, model_out_);
+      model_->run(h_tensor, d_tensor, n, model_out_);
       const auto t = Clock::now();
       const int64_t out_size = model_->output_size();
       if (shard.outputs) shard.outputs->append(model_out_.data(), n);

@@ -37,6 +37,7 @@ struct Harness {
   infer::HostAllocator host;
   infer::BudgetedAllocator alloc{host};
   infer::Executor exec{small_cnn(), alloc};
+  CpuRunner runner{exec};
   // A device: free memory is its capacity minus what another process took minus what this
   // run holds.
   int64_t capacity = int64_t(1) << 40, taken = 0;
@@ -45,7 +46,7 @@ struct Harness {
 
   explicit Harness(Governor::Options o) {
     gov = std::make_unique<Governor>(
-        o, exec, alloc, [this] { return MemoryReading{capacity - taken - int64_t(alloc.used()), capacity}; },
+        o, runner, alloc, [this] { return MemoryReading{capacity - taken - int64_t(alloc.used()), capacity}; },
         [this](const std::string& l) { log.push_back(l); });
   }
   int64_t need(int b, Precision p) const { return gov->bytes_needed(b, p); }
@@ -76,7 +77,9 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
 std::vector<float> run_all(Harness& h, int n) {
   std::vector<float> out(size_t(n) * 10, NAN);
   const auto in = images(n);
-  h.gov->infer(in.data(), n, out.data());
+  h.gov->infer(n, out.data(), [&](int first, int count, float* o) {
+    h.exec.run(in.data() + first * 3 * 16 * 16, count, o);
+  });
   return out;
 }
 
@@ -142,10 +145,13 @@ TEST(Governor, MemoryTakenByAnotherProcessShrinksTheBatch) {
   ASSERT_EQ(h.gov->batch(), 32);
   const auto in = images(96);
   std::vector<float> out(96 * 10);
-  h.gov->infer(in.data(), 32, out.data());
+  auto run = [&](const float* base) {
+    return [&h, base](int first, int count, float* o) { h.exec.run(base + first * 3 * 16 * 16, count, o); };
+  };
+  h.gov->infer(32, out.data(), run(in.data()));
   // Another process takes all but what a batch of 8 needs.
   h.taken = h.need(32, Precision::FP32) - h.need(8, Precision::FP32);
-  h.gov->infer(in.data() + 32 * 3 * 16 * 16, 64, out.data() + 320);
+  h.gov->infer(64, out.data() + 320, run(in.data() + 32 * 3 * 16 * 16));
   EXPECT_GE(h.count("shrink"), 1);
   EXPECT_LE(h.gov->batch(), 8);
   expect_close(out, reference(96, Precision::FP32), 1e-5f);
