@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "cli_util.h"
 #include "sinks.h"
@@ -46,5 +47,27 @@ TEST(CliGpu, CudaTensorsMatchTheCpuRun) {
       EXPECT_LE(worst, 1.0 / 255 / 0.224 + 1e-5) << layout << " " << shard;
     }
     EXPECT_EQ(read_file(out / "cpu/index-00000.csv"), read_file(out / "gpu/index-00000.csv"));
+  }
+}
+
+TEST(CliGpu, ModelOnCudaGivesTheCpuPredictions) {
+  IMGPIPE_REQUIRE_GPU_OR_SKIP();
+  TempDir out;
+  for (const char* precision : {"fp32", "fp16"}) {
+    const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set precision=" + precision + " --set output.dir=";
+    ASSERT_EQ(run_imgpipe(args + (out / "cpu") + " --device cpu").code, 0);
+    const auto r = run_imgpipe(args + (out / "gpu") + " --device cuda --set preprocess.dtype=float16");
+    ASSERT_EQ(r.code, 0) << r.output;
+    // Labels identical; scores within fp16 rounding.
+    std::istringstream c(read_file(out / "cpu/predictions.csv")), g(read_file(out / "gpu/predictions.csv"));
+    std::string lc, lg;
+    int rows = 0;
+    while (std::getline(c, lc) && std::getline(g, lg)) {
+      ++rows;
+      EXPECT_EQ(lc.substr(0, lc.find(',', lc.find(',') + 1)), lg.substr(0, lg.find(',', lg.find(',') + 1))) << precision;
+    }
+    EXPECT_EQ(rows, 7);
+    EXPECT_NE(read_file(out / "gpu/report.json").find("\"backend\": \"cuda:0\""), std::string::npos);
   }
 }

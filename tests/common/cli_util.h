@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "device_query.h"
+#include "gpu_guard.h"
 
 namespace imgpipe::test {
 
@@ -36,15 +36,3 @@ inline Result run_imgpipe(const std::string& args, const std::string& env = "") 
 inline const std::string kSource = IMGPIPE_SOURCE_DIR;
 
 }  // namespace imgpipe::test
-
-/// In GPU suites: skip with the reason when no usable GPU, fail instead under
-/// IMGPIPE_REQUIRE_GPU=1.
-#define IMGPIPE_REQUIRE_GPU_OR_SKIP()                                                        \
-  do {                                                                                       \
-    const auto probe_ = ::imgpipe::kernels::probe_cuda();                                    \
-    if (probe_.device_count == 0) {                                                          \
-      const char* req_ = std::getenv("IMGPIPE_REQUIRE_GPU");                                 \
-      if (req_ && std::string(req_) == "1") FAIL() << "IMGPIPE_REQUIRE_GPU=1: " << probe_.reason; \
-      GTEST_SKIP() << "no usable GPU: " << probe_.reason;                                     \
-    }                                                                                        \
-  } while (0)
