@@ -9,10 +9,11 @@
 namespace imgpipe {
 namespace {
 
-// Grows a buffer geometrically so that steady state allocates nothing.
+// Sizes a buffer for `bytes` with 25% headroom, so steady state allocates nothing; a buffer
+// more than twice too large is given back (staging shrinks when the batch does).
 template <class Buffer>
 void ensure(Buffer& b, size_t bytes) {
-  if (b.size() >= bytes) return;
+  if (b.size() >= bytes && b.size() <= 2 * (bytes + bytes / 4)) return;
   b.reset();  // free first: the old and new buffer need not fit together
   b = Buffer(bytes + bytes / 4);
 }

@@ -334,6 +334,21 @@ class Job {
   // Images per batch: the governor's choice with a model; on the GPU the configured size;
   // on the CPU without a model there is nothing to batch for, so each image is written as
   // it comes and no batch is held outside the host budget.
+  // The host budget covers the decode queue and, on the GPU, the pinned staging of the two
+  // batches in flight (decoded images, estimated at 4x the output area, and tensors).
+  int64_t queue_budget() {
+    if (!gpu_) return cfg_.memory.host_budget;
+    const int64_t per_image = int64_t(kernels::output_image_bytes(params_)) + 4 * int64_t(params_.out_w) * params_.out_h * 3;
+    const int64_t staging = CudaPreprocessor::kSlots * int64_t(cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max) * per_image;
+    const int64_t floor = cfg_.memory.host_budget / 4;
+    if (cfg_.memory.host_budget - staging < floor)
+      log_.warn("pinned staging for batch.max %d (about %s) leaves less than a quarter of memory.host_budget "
+                "(%s) for the decode queue; the queue gets %s",
+                cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max, format_bytes(staging).c_str(),
+                format_bytes(cfg_.memory.host_budget).c_str(), format_bytes(floor).c_str());
+    return std::max(floor, cfg_.memory.host_budget - staging);
+  }
+
   int batch_size() const { return model_ ? model_->batch() : gpu_ ? batch_size_ : 1; }
   const char* prediction_ext() const { return cfg_.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl"; }
 
@@ -355,7 +370,7 @@ class Job {
 
   int process(const std::vector<size_t>& work) {
     if (gpu_) cuda_ = std::make_unique<CudaPreprocessor>(cfg_.device_index, params_);
-    OrderedByteQueue<Item> queue(size_t(cfg_.memory.host_budget));
+    OrderedByteQueue<Item> queue(static_cast<size_t>(queue_budget()));
     std::atomic<size_t> next{0};
     std::atomic<bool> worker_failed{false};
     std::string worker_error;
