@@ -81,6 +81,8 @@ class CudaPreprocessor {
   void submit(const std::vector<cv::Mat>&, std::vector<kernels::ImageDesc>, bool) {}
   Batch collect() { return {}; }
   int in_flight() const { return 0; }
+  size_t device_bytes() const { return 0; }
+  size_t pinned_bytes() const { return 0; }
 };
 
 }  // namespace imgpipe

@@ -37,6 +37,8 @@ class ModelStage {
   void run(const void* h_tensor, const void* d_tensor, int n, std::vector<float>& out);
   /// Whether the model runs on the GPU (and so can take the batch in device memory).
   bool on_gpu() const { return cuda_device_ >= 0; }
+  /// Most bytes the executor held at once (weights, arena, workspace).
+  int64_t peak_allocated_bytes() const { return int64_t(budgeted_->peak()); }
 
   int64_t output_size() const;
   /// One line of the predictions file for an image (CSV or JSON Lines).

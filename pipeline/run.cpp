@@ -557,6 +557,15 @@ class Job {
     json skipped = json::array();
     for (const auto& [path, reason] : skipped_) skipped.push_back({{"path", path}, {"reason", reason}});
     const double processed = double(written_ + skipped_.size());
+    json memory = {{"peak_rss_bytes", peak_rss_bytes()},
+                   {"host_budget_bytes", cfg_.memory.host_budget},
+                   {"queue_peak_bytes", queue_peak_}};
+    if (gpu_ && cuda_) {
+      // Device memory this run allocated itself (the CUDA context and library handles come on top).
+      const int64_t model_peak = model_ && model_->on_gpu() ? model_->peak_allocated_bytes() : 0;
+      memory["device_peak_bytes"] = int64_t(cuda_->device_bytes()) + model_peak;
+      memory["pinned_staging_bytes"] = cuda_->pinned_bytes();
+    }
     json report = {
         {"tool", "imgpipe"},
         {"version", version()},
@@ -578,10 +587,7 @@ class Job {
           {"write", write_s_},
           {"wall", wall_s_}}},
         {"images_per_s", wall_s_ > 0 ? processed / wall_s_ : 0.0},
-        {"memory",
-         {{"peak_rss_bytes", peak_rss_bytes()},
-          {"host_budget_bytes", cfg_.memory.host_budget},
-          {"queue_peak_bytes", queue_peak_}}},
+        {"memory", memory},
         {"batch", {{"size", batch_size()}, {"batches", batches_}}},
         {"model", model_ ? model_->report() : json(nullptr)},
         {"decode_threads", threads_},
