@@ -5,7 +5,7 @@
 IMGPIPE_PACKAGES=(build-essential cmake pkg-config ccache
   libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libopenblas-dev)
-IMGPIPE_TEST_PACKAGES=(libgtest-dev python3 python3-numpy)
+IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev python3 python3-numpy)
 
 # Installs the missing ones with apt-get; says nothing when all are there.
 install_packages() {
