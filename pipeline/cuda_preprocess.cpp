@@ -90,5 +90,32 @@ size_t CudaPreprocessor::pinned_bytes() const {
   return b;
 }
 
+#if defined(IMGPIPE_HAVE_OPENCV_CUDA)
+void preprocess_gpumats(const std::vector<cv::cuda::GpuMat>& images, std::vector<kernels::ImageDesc> placement,
+                        const kernels::PreprocessParams& params, cv::cuda::GpuMat& out, cudaStream_t stream) {
+  if (images.empty() || images.size() != placement.size())
+    throw std::invalid_argument("preprocess_gpumats: one placement per image, at least one image");
+  // The kernel addresses every image from one base pointer: offsets are signed distances
+  // in the device's flat address space.
+  const auto* base = images[0].ptr<uint8_t>();
+  for (size_t i = 0; i < images.size(); ++i) {
+    const auto& m = images[i];
+    if (m.type() != (params.src_channels == 1 ? CV_8UC1 : CV_8UC3))
+      throw std::invalid_argument("preprocess_gpumats: image " + std::to_string(i) + " is not 8-bit with " +
+                                  std::to_string(params.src_channels) + " channels");
+    placement[i].offset = int64_t(m.ptr<uint8_t>() - base);
+    placement[i].width = m.cols;
+    placement[i].height = m.rows;
+    placement[i].pitch = int32_t(m.step);
+  }
+  const size_t desc_bytes = sizeof(kernels::ImageDesc) * placement.size();
+  kernels::DeviceBuffer d_descs(desc_bytes);
+  IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(d_descs.get(), placement.data(), desc_bytes, cudaMemcpyHostToDevice, stream));
+  out.create(int(images.size()), int(kernels::output_image_bytes(params)), CV_8UC1);
+  kernels::preprocess_cuda(base, d_descs.as<kernels::ImageDesc>(), int(images.size()), params, out.data, stream);
+  IMGPIPE_CUDA_CHECK(cudaStreamSynchronize(stream));  // d_descs is freed on return
+}
+#endif
+
 }  // namespace imgpipe
 #endif  // IMGPIPE_HAVE_CUDA

@@ -5,6 +5,9 @@
 // only when asked (tensors written to disk). CUDA builds only.
 #if defined(IMGPIPE_HAVE_CUDA)
 #include <opencv2/core.hpp>
+#if defined(IMGPIPE_HAVE_OPENCV_CUDA)
+#include <opencv2/core/cuda.hpp>
+#endif
 
 #include <array>
 #include <vector>
@@ -56,6 +59,16 @@ class CudaPreprocessor {
   std::array<Slot, kSlots> slots_;
   int next_ = 0, oldest_ = 0, in_flight_ = 0;
 };
+
+#if defined(IMGPIPE_HAVE_OPENCV_CUDA)
+/// For callers holding images on the GPU already (an OpenCV built with CUDA; Debian's is
+/// not): preprocesses `images` (CV_8UC3 BGR or CV_8UC1 GpuMats, any pitch) into `out`, one
+/// row of output_image_bytes(params) bytes per image, with the fused kernel and no copy
+/// through the host. placement[i] gives resized size and offsets (place_image); the source
+/// fields are filled in here. Enqueued on `stream`.
+void preprocess_gpumats(const std::vector<cv::cuda::GpuMat>& images, std::vector<kernels::ImageDesc> placement,
+                        const kernels::PreprocessParams& params, cv::cuda::GpuMat& out, cudaStream_t stream);
+#endif
 
 }  // namespace imgpipe
 #else
