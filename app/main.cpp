@@ -25,14 +25,8 @@ int main(int argc, char** argv) {
   bool dry_run = false, quiet = false;
   app.add_option("-c,--config", config_file, "YAML config file")->required()->check(CLI::ExistingFile);
   app.add_option("--set", overrides, "Override a config key: --set batch.max=64 (repeatable)")->take_all();
-  app.add_option("--device", device, "Same as --set device=...")->check(CLI::IsMember({"auto", "cpu", "cuda"}) |
-                                                                        CLI::Validator(
-                                                                            [](std::string& s) {
-                                                                              return s.rfind("cuda:", 0) == 0
-                                                                                         ? std::string()
-                                                                                         : std::string("bad device");
-                                                                            },
-                                                                            "cuda:N"));
+  // Checked with the config (same message as a bad `device:` key).
+  app.add_option("--device", device, "auto, cpu, cuda or cuda:N (same as --set device=...)");
   app.add_flag("--dry-run", dry_run, "Validate, print the resolved config and plan, and exit");
   app.add_flag("-q,--quiet", quiet, "No progress and no informational lines (errors still shown)");
   app.set_version_flag("--version", std::string("imgpipe ") + version());
