@@ -124,9 +124,13 @@ IMGPIPE_HD void to_out_channels(const float* s, int32_t src_channels, int32_t ou
   }
 }
 
-/// (v * scale - mean[c]) / std[c]: the float outputs' normalisation.
+/// (v * scale - mean) / std: the float outputs' normalisation of one channel.
+IMGPIPE_HD float normalize_value(float v, float scale, float mean, float std) {
+  return (v * scale - mean) / std;
+}
+
 IMGPIPE_HD float normalize(const PreprocessParams& p, int32_t c, float v) {
-  return (v * p.scale - p.mean[c]) / p.std[c];
+  return normalize_value(v, p.scale, p.mean[c], p.std[c]);
 }
 
 /// 8-bit output: clamp to 0..255, round half away from zero.
