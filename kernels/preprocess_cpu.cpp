@@ -142,25 +142,81 @@ void vertical_row(const float* ring, const AxisTaps& ty, int32_t i, size_t plane
   }
 }
 
-// Converts and stores n values of output channel c into one output image: float outputs
-// normalised, F16 rounded to nearest even, U8 rounded and clamped. Element j goes to
-// index first + j * step (NCHW: step 1; NHWC: step out_channels).
+typedef int32_t I32x4 __attribute__((vector_size(16)));
+typedef uint32_t U32x4 __attribute__((vector_size(16)));
+typedef uint16_t U16x4 __attribute__((vector_size(8)));
+typedef uint8_t U8x4 __attribute__((vector_size(4)));
+
+// detail::float_to_half_bits on 4 lanes (same operations, lane for lane).
+inline U16x4 float_to_half_bits4(F32x4 f) {
+  constexpr uint32_t kF32Inf = 255u << 23;
+  constexpr uint32_t kF16Max = (127u + 16u) << 23;
+  constexpr uint32_t kDenormMagicBits = ((127u - 15u) + (23u - 10u) + 1u) << 23;  // 0.5f
+  U32x4 u = reinterpret_cast<U32x4>(f);
+  const U32x4 sign = u & 0x80000000u;
+  u ^= sign;
+  const U32x4 sub = reinterpret_cast<U32x4>(reinterpret_cast<F32x4>(u) + 0.5f) - kDenormMagicBits;
+  const U32x4 normal = (u + (uint32_t(15 - 127) << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
+  // u < 2^31 now: signed compares (all SSE2 has) order it as unsigned ones would.
+  const I32x4 s = reinterpret_cast<I32x4>(u);
+  const U32x4 special = 0x7c00u | (reinterpret_cast<U32x4>(s > int32_t(kF32Inf)) & 0x200u);
+  const U32x4 o = s >= int32_t(kF16Max) ? special : (s < int32_t(113u << 23) ? sub : normal);
+  return __builtin_convertvector(o | (sign >> 16), U16x4);
+}
+
+// detail::to_u8 on 4 lanes.
+inline U8x4 to_u8_4(F32x4 v) {
+  v = v < 0.f ? splat4(0.f) : v;
+  v = v > 255.f ? splat4(255.f) : v;
+  const I32x4 r = __builtin_convertvector(v + 0.5f, I32x4);  // truncates: floor for v >= 0
+  return __builtin_convertvector(v < 0.5f ? I32x4{} : r, U8x4);
+}
+
+// Converts n values of output channel c into dst (contiguous): float outputs normalised,
+// F16 rounded to nearest even, U8 rounded and clamped. 4 lanes at a time, then the scalar
+// conversions of preprocess_filter.h for the rest; both give the same bits.
 template <class T>
-void store_values(const PreprocessParams& p, int32_t c, const float* __restrict v, int32_t n,
-                  T* __restrict dst, size_t step) {
+void convert_values(const PreprocessParams& p, int32_t c, const float* __restrict v, int32_t n,
+                    T* __restrict dst) {
   const float scale = p.scale, mean = p.mean[c], stdv = p.std[c];
-  auto convert = [=](float a) {
+  int32_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const F32x4 a = load4(v + j);
+    if constexpr (std::is_same_v<T, float>) {
+      store4(dst + j, (a * scale - mean) / stdv);  // detail::normalize_value
+    } else if constexpr (std::is_same_v<T, uint16_t>) {
+      const U16x4 h = float_to_half_bits4((a * scale - mean) / stdv);
+      std::memcpy(dst + j, &h, sizeof h);
+    } else {
+      const U8x4 b = to_u8_4(a);
+      std::memcpy(dst + j, &b, sizeof b);
+    }
+  }
+  for (; j < n; ++j) {
     if constexpr (std::is_same_v<T, float>)
-      return detail::normalize_value(a, scale, mean, stdv);
+      dst[j] = detail::normalize_value(v[j], scale, mean, stdv);
     else if constexpr (std::is_same_v<T, uint16_t>)
-      return detail::float_to_half_bits(detail::normalize_value(a, scale, mean, stdv));
+      dst[j] = detail::float_to_half_bits(detail::normalize_value(v[j], scale, mean, stdv));
     else
-      return detail::to_u8(a);
-  };
-  if (step == 1)  // contiguous: vectorised
-    for (int32_t j = 0; j < n; ++j) dst[j] = convert(v[j]);
-  else
-    for (int32_t j = 0; j < n; ++j) dst[size_t(j) * step] = convert(v[j]);
+      dst[j] = detail::to_u8(v[j]);
+  }
+}
+
+// convert_values into dst[j * step] (NCHW: step 1; NHWC: step out_channels).
+template <class T>
+void store_values(const PreprocessParams& p, int32_t c, const float* v, int32_t n, T* dst,
+                  size_t step) {
+  if (step == 1) {
+    convert_values(p, c, v, n, dst);
+    return;
+  }
+  constexpr int32_t kChunk = 64;
+  T tmp[kChunk];
+  for (int32_t j0 = 0; j0 < n; j0 += kChunk) {
+    const int32_t m = std::min(kChunk, n - j0);
+    convert_values(p, c, v + j0, m, tmp);
+    for (int32_t j = 0; j < m; ++j) dst[size_t(j0 + j) * step] = tmp[j];
+  }
 }
 
 void store_values(const PreprocessParams& p, int32_t c, const float* v, int32_t n, void* image,
