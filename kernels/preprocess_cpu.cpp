@@ -8,6 +8,11 @@
 #include "preprocess.h"
 #include "preprocess_filter.h"
 
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define IMGPIPE_F16C_PATH 1  // hardware float->half, chosen at run time
+#endif
+
 namespace imgpipe::kernels {
 
 size_t output_image_bytes(const PreprocessParams& p) {
@@ -172,6 +177,35 @@ inline U8x4 to_u8_4(F32x4 v) {
   return __builtin_convertvector(v < 0.5f ? I32x4{} : r, U8x4);
 }
 
+#if defined(IMGPIPE_F16C_PATH)
+// normalize_value + float_to_half_bits of n values with the F16C instruction (8 lanes); the
+// same bits as the portable path: F16C also rounds to nearest even, and NaNs, whose payload
+// it would keep, are replaced by the portable path's quiet NaN (sign kept).
+__attribute__((target("avx,f16c"))) void normalize_to_half_f16c(const float* v, int32_t n,
+                                                               float scale, float mean,
+                                                               float stdv, uint16_t* dst) {
+  const __m256 s = _mm256_set1_ps(scale), m = _mm256_set1_ps(mean), d = _mm256_set1_ps(stdv);
+  const __m128i sign_bit = _mm_set1_epi16(int16_t(0x8000)), qnan = _mm_set1_epi16(0x7e00);
+  int32_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 a = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(v + j), s), m), d);
+    __m128i h = _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 nan = _mm256_cmp_ps(a, a, _CMP_UNORD_Q);
+    const __m128i nan16 =
+        _mm_packs_epi32(_mm256_castsi256_si128(_mm256_castps_si256(nan)),
+                        _mm256_extractf128_si256(_mm256_castps_si256(nan), 1));
+    h = _mm_blendv_epi8(h, _mm_or_si128(_mm_and_si128(h, sign_bit), qnan), nan16);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j), h);
+  }
+  for (; j < n; ++j) dst[j] = detail::float_to_half_bits(detail::normalize_value(v[j], scale, mean, stdv));
+}
+
+bool cpu_has_f16c() {
+  static const bool has = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  return has;
+}
+#endif
+
 // Converts n values of output channel c into dst (contiguous): float outputs normalised,
 // F16 rounded to nearest even, U8 rounded and clamped. 4 lanes at a time, then the scalar
 // conversions of preprocess_filter.h for the rest; both give the same bits.
@@ -179,6 +213,14 @@ template <class T>
 void convert_values(const PreprocessParams& p, int32_t c, const float* __restrict v, int32_t n,
                     T* __restrict dst) {
   const float scale = p.scale, mean = p.mean[c], stdv = p.std[c];
+#if defined(IMGPIPE_F16C_PATH)
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (cpu_has_f16c()) {
+      normalize_to_half_f16c(v, n, scale, mean, stdv, dst);
+      return;
+    }
+  }
+#endif
   int32_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
     const F32x4 a = load4(v + j);
