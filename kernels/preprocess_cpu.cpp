@@ -8,6 +8,9 @@
 #include "preprocess.h"
 #include "preprocess_filter.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 #define IMGPIPE_F16C_PATH 1  // hardware float->half, chosen at run time
@@ -150,7 +153,6 @@ void vertical_row(const float* ring, const AxisTaps& ty, int32_t i, size_t plane
 typedef int32_t I32x4 __attribute__((vector_size(16)));
 typedef uint32_t U32x4 __attribute__((vector_size(16)));
 typedef uint16_t U16x4 __attribute__((vector_size(8)));
-typedef uint8_t U8x4 __attribute__((vector_size(4)));
 
 // detail::float_to_half_bits on 4 lanes (same operations, lane for lane).
 inline U16x4 float_to_half_bits4(F32x4 f) {
@@ -169,12 +171,26 @@ inline U16x4 float_to_half_bits4(F32x4 f) {
   return __builtin_convertvector(o | (sign >> 16), U16x4);
 }
 
-// detail::to_u8 on 4 lanes.
-inline U8x4 to_u8_4(F32x4 v) {
+// detail::to_u8 on 4 lanes, as int32 0..255.
+inline I32x4 to_u8_4(F32x4 v) {
   v = v < 0.f ? splat4(0.f) : v;
   v = v > 255.f ? splat4(255.f) : v;
   const I32x4 r = __builtin_convertvector(v + 0.5f, I32x4);  // truncates: floor for v >= 0
-  return __builtin_convertvector(v < 0.5f ? I32x4{} : r, U8x4);
+  return v < 0.5f ? I32x4{} : r;
+}
+
+// 16 values 0..255 in four int32 vectors -> 16 bytes.
+inline void store_u8_16(I32x4 a, I32x4 b, I32x4 c, I32x4 d, uint8_t* dst) {
+#if defined(__SSE2__)
+  const __m128i ab = _mm_packs_epi32(__m128i(a), __m128i(b));  // no saturation: 0..255
+  const __m128i cd = _mm_packs_epi32(__m128i(c), __m128i(d));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_packus_epi16(ab, cd));
+#else
+  typedef uint8_t U8x4 __attribute__((vector_size(4)));
+  const U8x4 q[4] = {__builtin_convertvector(a, U8x4), __builtin_convertvector(b, U8x4),
+                     __builtin_convertvector(c, U8x4), __builtin_convertvector(d, U8x4)};
+  std::memcpy(dst, q, sizeof q);
+#endif
 }
 
 #if defined(IMGPIPE_F16C_PATH)
@@ -222,16 +238,18 @@ void convert_values(const PreprocessParams& p, int32_t c, const float* __restric
   }
 #endif
   int32_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    for (; j + 4 * kLanes <= n; j += 4 * kLanes)
+      store_u8_16(to_u8_4(load4(v + j)), to_u8_4(load4(v + j + 4)), to_u8_4(load4(v + j + 8)),
+                  to_u8_4(load4(v + j + 12)), dst + j);
+  }
+  for (; j + kLanes <= n && !std::is_same_v<T, uint8_t>; j += kLanes) {
     const F32x4 a = load4(v + j);
     if constexpr (std::is_same_v<T, float>) {
       store4(dst + j, (a * scale - mean) / stdv);  // detail::normalize_value
     } else if constexpr (std::is_same_v<T, uint16_t>) {
       const U16x4 h = float_to_half_bits4((a * scale - mean) / stdv);
       std::memcpy(dst + j, &h, sizeof h);
-    } else {
-      const U8x4 b = to_u8_4(a);
-      std::memcpy(dst + j, &b, sizeof b);
     }
   }
   for (; j < n; ++j) {
