@@ -103,7 +103,26 @@ void horizontal_row(const float* __restrict src, const AxisTaps& tx, const F32x4
   const int32_t* start = tx.start.data();
   if constexpr (SC == 3) {
     // B, G, R and one spare lane (the next pixel's B, times the weight, discarded) per tap.
-    for (int32_t j = 0; j < vw; ++j) {
+    int32_t j = 0;
+#if defined(__SSE2__)
+    for (; j + 4 <= vw; j += 4) {  // 4 pixels, transposed into the 3 planes
+      F32x4 a[4];
+      for (int32_t q = 0; q < 4; ++q) {
+        const float* s = src + size_t(start[j + q] - tx.first) * 3;
+        const F32x4* w = wx + size_t(j + q) * size_t(taps);
+        a[q] = splat4(0.f);
+        for (int32_t k = 0; k < taps; ++k) a[q] += w[k] * load4(s + 3 * k);
+      }
+      const __m128 t0 = _mm_unpacklo_ps(__m128(a[0]), __m128(a[1]));  // B0 B1 G0 G1
+      const __m128 t1 = _mm_unpacklo_ps(__m128(a[2]), __m128(a[3]));  // B2 B3 G2 G3
+      const __m128 t2 = _mm_unpackhi_ps(__m128(a[0]), __m128(a[1]));  // R0 R1 . .
+      const __m128 t3 = _mm_unpackhi_ps(__m128(a[2]), __m128(a[3]));  // R2 R3 . .
+      _mm_storeu_ps(out + j, _mm_movelh_ps(t0, t1));
+      _mm_storeu_ps(out + plane + size_t(j), _mm_movehl_ps(t1, t0));
+      _mm_storeu_ps(out + 2 * plane + size_t(j), _mm_movelh_ps(t2, t3));
+    }
+#endif
+    for (; j < vw; ++j) {
       const float* s = src + size_t(start[j] - tx.first) * 3;
       const F32x4* w = wx + size_t(j) * size_t(taps);
       F32x4 a = splat4(0.f);
