@@ -330,6 +330,23 @@ void fill_pad(const PreprocessParams& p, void* image) {
     for (int32_t y = 0; y < p.out_h; ++y) store_row(p, c, 0, y, row.data(), p.out_w, image);
 }
 
+// src[m] = float(bytes[m]) for m < n.
+inline void bytes_to_floats(const uint8_t* __restrict bytes, size_t n, float* __restrict src) {
+  size_t m = 0;
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  for (; m + 16 <= n; m += 16) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + m));
+    const __m128i lo = _mm_unpacklo_epi8(b, zero), hi = _mm_unpackhi_epi8(b, zero);
+    _mm_storeu_ps(src + m, _mm_cvtepi32_ps(_mm_unpacklo_epi16(lo, zero)));
+    _mm_storeu_ps(src + m + 4, _mm_cvtepi32_ps(_mm_unpackhi_epi16(lo, zero)));
+    _mm_storeu_ps(src + m + 8, _mm_cvtepi32_ps(_mm_unpacklo_epi16(hi, zero)));
+    _mm_storeu_ps(src + m + 12, _mm_cvtepi32_ps(_mm_unpackhi_epi16(hi, zero)));
+  }
+#endif
+  for (; m < n; ++m) src[m] = float(bytes[m]);
+}
+
 template <int SC>
 using HorizontalFn = void (*)(const float*, const AxisTaps&, const F32x4*, int32_t, float*,
                               size_t);
@@ -409,7 +426,7 @@ void resample_image(const uint8_t* h_src, const ImageDesc& d, const PreprocessPa
     next_row = std::max(next_row, row0);
     for (; next_row < row0 + ty.taps; ++next_row) {
       const uint8_t* srow = img + int64_t(next_row) * d.pitch + int64_t(tx.first) * SC;
-      for (size_t m = 0; m < src_len; ++m) src[m] = float(srow[m]);
+      bytes_to_floats(srow, src_len, src);
       horizontal(src, tx, s.wx.data(), vw, ring + size_t(next_row % ty.taps) * row_floats,
                  plane);
     }
