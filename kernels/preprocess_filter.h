@@ -124,9 +124,13 @@ IMGPIPE_HD void to_out_channels(const float* s, int32_t src_channels, int32_t ou
   }
 }
 
-/// (v * scale - mean[c]) / std[c]: the float outputs' normalisation.
+/// (v * scale - mean) / std: the float outputs' normalisation of one channel.
+IMGPIPE_HD float normalize_value(float v, float scale, float mean, float std) {
+  return (v * scale - mean) / std;
+}
+
 IMGPIPE_HD float normalize(const PreprocessParams& p, int32_t c, float v) {
-  return (v * p.scale - p.mean[c]) / p.std[c];
+  return normalize_value(v, p.scale, p.mean[c], p.std[c]);
 }
 
 /// 8-bit output: clamp to 0..255, round half away from zero.
@@ -141,30 +145,29 @@ IMGPIPE_HD uint8_t to_u8(float v) {
 /// Host only: the device uses __float2half_rn, which rounds the same way.
 inline uint16_t float_to_half_bits(float f) {
   // F. Giesen's float_to_half_fast3_rtne: exact as long as float adds round to nearest even.
+  // All three cases are computed and one is selected, without branches, so that loops over
+  // arrays vectorise.
   constexpr uint32_t kF32Inf = 255u << 23;
   constexpr uint32_t kF16Max = (127u + 16u) << 23;  // 2^16: everything above rounds to inf
   constexpr uint32_t kDenormMagicBits = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+  constexpr float kDenormMagic = 0.5f;  // the float whose bits are kDenormMagicBits
+  static_assert(kDenormMagicBits == 0x3f000000u, "0.5f");
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   const uint32_t sign = u & 0x80000000u;
   u ^= sign;
-  uint16_t o;
-  if (u >= kF16Max) {
-    o = u > kF32Inf ? 0x7e00 : 0x7c00;
-  } else if (u < (113u << 23)) {  // below 2^-14: half subnormal or zero
-    float magic, uf;
-    std::memcpy(&magic, &kDenormMagicBits, sizeof magic);
-    std::memcpy(&uf, &u, sizeof uf);
-    uf += magic;  // aligns the 10 mantissa bits at the bottom, rounding to nearest even
-    uint32_t r;
-    std::memcpy(&r, &uf, sizeof r);
-    o = uint16_t(r - kDenormMagicBits);
-  } else {
-    const uint32_t mant_odd = (u >> 13) & 1u;
-    u += (uint32_t(15 - 127) << 23) + 0xfffu;
-    u += mant_odd;
-    o = uint16_t(u >> 13);
-  }
+  // Below 2^-14 (half subnormal or zero): adding the magic aligns the 10 mantissa bits at
+  // the bottom, rounding to nearest even.
+  float abs_f;
+  std::memcpy(&abs_f, &u, sizeof abs_f);
+  const float aligned = abs_f + kDenormMagic;
+  uint32_t sub;
+  std::memcpy(&sub, &aligned, sizeof sub);
+  sub -= kDenormMagicBits;
+  // Normal: rebias the exponent and round the 13 dropped bits to nearest even.
+  const uint32_t normal = (u + (uint32_t(15 - 127) << 23) + 0xfffu + ((u >> 13) & 1u)) >> 13;
+  const uint32_t special = u > kF32Inf ? 0x7e00u : 0x7c00u;
+  const uint32_t o = u >= kF16Max ? special : u < (113u << 23) ? sub : normal;
   return uint16_t(o | (sign >> 16));
 }
 

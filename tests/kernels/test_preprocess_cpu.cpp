@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <map>
 
 #include "preprocess.h"
@@ -209,6 +210,50 @@ TEST(PreprocessCpu, F16OutputIsCorrectlyRoundedF32Output) {
   for (int i = 0; i < 3 * 22 * 11; ++i) ASSERT_EQ(h[i], oracle_half(a[i])) << i;
 }
 
+// Widths that are not multiples of the SIMD width, crops and borders, values that overflow
+// to inf, become half subnormals or negative, in both layouts.
+TEST(PreprocessCpu, F16AndU8OutputsAreRoundedF32OutputsAcrossTheRange) {
+  const Image im = random_image(53, 29, 3, 14);
+  for (Layout layout : {Layout::NCHW, Layout::NHWC})
+    for (float stdv : {1e-3f, 0.7f, -3.f, 2e4f, 1e7f}) {
+      Batch b;
+      b.add(im, 37, 23, -2, 3);
+      PreprocessParams p = raw_params(35, 27);
+      p.layout = layout;
+      p.pad = 250.f;
+      const auto raw = run_cpu(b, p);
+      for (int c = 0; c < 3; ++c) p.mean[c] = 10.f * float(c) + 0.25f, p.std[c] = stdv;
+      const auto f32 = run_cpu(b, p);
+      p.dtype = DType::F16;
+      const auto f16 = run_cpu(b, p);
+      p.dtype = DType::U8;
+      const auto u8 = run_cpu(b, p);
+      const float* r = reinterpret_cast<const float*>(raw.data());
+      const float* a = reinterpret_cast<const float*>(f32.data());
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(f16.data());
+      for (int i = 0; i < 3 * 35 * 27; ++i) {
+        ASSERT_EQ(h[i], oracle_half(a[i])) << "std " << stdv << " at " << i;
+        ASSERT_EQ(u8[i], uint8_t(std::round(std::clamp(r[i], 0.f, 255.f)))) << i;
+      }
+    }
+}
+
+// Every CPU gives the same bits: a NaN normalisation comes out as the one quiet NaN.
+TEST(PreprocessCpu, F16NanIsTheQuietNan) {
+  Batch b;
+  b.add(random_image(19, 5, 3, 15), 19, 5);
+  PreprocessParams p = raw_params(19, 5);
+  p.dtype = DType::F16;
+  const uint32_t nan_bits = 0x7fffe000u;  // NaN with every payload bit that half keeps set
+  std::memcpy(&p.mean[1], &nan_bits, sizeof nan_bits);
+  const auto out = run_cpu(b, p);
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(out.data());
+  for (int i = 0; i < 19 * 5; ++i) {
+    EXPECT_NE(h[i] & 0x7c00, 0x7c00) << i;  // channel 0 stays finite
+    EXPECT_EQ(h[19 * 5 + i] & 0x7fff, 0x7e00) << i;
+  }
+}
+
 TEST(PreprocessCpu, ToU8IsClampedRoundHalfAway) {
   for (float v : {-3.f, 0.f, 0.49999997f, 0.5f, 1.4999999f, 1.5f, 2.5f, 127.49999f, 127.5f,
                   254.49998f, 254.5f, 255.f, 300.f})
@@ -293,6 +338,7 @@ TEST(PreprocessCpu, MatchesDirectPilReference) {
       {3, 2, 3, 3, 2, 1, 1, 5, 4},
       {101, 77, 3, 50, 38, -1, 2, 49, 41},
       {560, 25, 3, 224, 10, 0, 0, 224, 10},  // 5:2, box edges exactly on pixel centres
+      {20, 700, 3, 9, 5, 0, 0, 9, 5},        // more than 64 vertical taps
   };
   for (const Case& k : cases)
     for (Interp interp : kInterps)
