@@ -1,6 +1,7 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "graph.h"
@@ -40,6 +41,17 @@ class Buffer {
   void* p_ = nullptr;
   size_t bytes_ = 0;
 };
+
+/// Profiling key of a step: the op type, with kernel and stride for a Conv.
+std::string step_label(const Node& n) {
+  if (n.op_type != "Conv") return n.op_type;
+  const std::vector<int64_t> k = attr_ints(n, "kernel_shape"), st = attr_ints(n, "strides", {1, 1});
+  std::string l = "Conv";
+  if (k.size() == 2) l += " " + std::to_string(k[0]) + "x" + std::to_string(k[1]);
+  if (!st.empty() && st[0] != 1) l += " s" + std::to_string(st[0]);
+  if (attr_int(n, "group", 1) != 1) l += " grouped";
+  return l;
+}
 
 void to_half(const float* src, uint16_t* dst, int64_t n) {
 #pragma omp parallel for if (n > 65536)
@@ -140,6 +152,17 @@ Executor::~Executor() { release(); }
 
 void Executor::release() noexcept { state_.reset(); }
 
+void Executor::enable_profiling(bool on) {
+  profiling_ = on;
+  timings_.clear();
+}
+
+std::vector<OpTiming> Executor::op_timings() const {
+  std::vector<OpTiming> t = timings_;
+  std::stable_sort(t.begin(), t.end(), [](const OpTiming& a, const OpTiming& b) { return a.seconds > b.seconds; });
+  return t;
+}
+
 bool Executor::prepared() const { return state_ != nullptr; }
 int Executor::batch() const { return state_ ? state_->batch : 0; }
 Precision Executor::precision() const { return precision_; }
@@ -212,9 +235,19 @@ void Executor::run(const float* input, int batch_n, float* output) {
   else std::memcpy(s.where(g.input), input, static_cast<size_t>(in_n) * sizeof(float));
 
   float* ws = reinterpret_cast<float*>(s.workspace.data());
+  using Clock = std::chrono::steady_clock;
   for (size_t k = 0; k < g.steps.size(); ++k) {
+    const Clock::time_point t0 = profiling_ ? Clock::now() : Clock::time_point{};
     if (half) s.run_step_fp16(k, batch_n, ws);
     else s.run_step_fp32(k, batch_n, ws);
+    if (profiling_) {
+      const std::string label = step_label(*g.steps[k].node);
+      auto it = std::find_if(timings_.begin(), timings_.end(),
+                             [&](const OpTiming& t) { return t.label == label; });
+      if (it == timings_.end()) it = timings_.insert(timings_.end(), OpTiming{label});
+      it->seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      ++it->calls;
+    }
   }
 
   const int64_t out_n = model_.output_size() * batch_n;
