@@ -84,7 +84,13 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{{2, 6, 6, 6}, {6, 1, 3, 3}, 6, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},  // depthwise
                       ConvCase{{1, 4, 7, 7}, {8, 1, 3, 3}, 4, {2, 2}, {1, 1, 1, 1}, {1, 1}, false},  // depthwise x2
                       ConvCase{{1, 4, 5, 5}, {6, 2, 3, 3}, 2, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},  // groups
-                      ConvCase{{1, 3, 4, 4}, {2, 3, 2, 2}, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, false}));
+                      ConvCase{{1, 3, 4, 4}, {2, 3, 2, 2}, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, false},
+                      // several images per GEMM (small maps), a short last chunk, one per GEMM
+                      ConvCase{{5, 3, 6, 6}, {4, 3, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+                      ConvCase{{3, 8, 20, 20}, {6, 8, 1, 1}, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, true},
+                      ConvCase{{5, 4, 7, 7}, {6, 2, 1, 1}, 2, {1, 1}, {0, 0, 0, 0}, {1, 1}, false},
+                      ConvCase{{3, 4, 9, 11}, {6, 2, 3, 3}, 2, {2, 1}, {2, 0, 1, 3}, {1, 2}, true},
+                      ConvCase{{3, 2, 40, 40}, {4, 2, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true}));
 
 TEST(Conv, HandComputed3x3WithPadding) {
   // 3x3 input 1..9, all-ones 3x3 kernel, pad 1: each output sums its neighbourhood.
@@ -132,6 +138,25 @@ TEST(Conv, BatchNormFoldedEqualsStandalone) {
   };
   const V x = ModelBuilder::random_values({2, 2, 4, 4}, "x");
   EXPECT_LT(max_abs_diff(run_model(build(false), x, 2), run_model(build(true), x, 2)), 1e-5f);
+}
+
+TEST(Conv, FusedReluMatchesReferenceOnEveryGemmPath) {
+  // Conv+Relu is fused at load; batch 5 on an 8x8 map runs several images per GEMM, on a
+  // 40x40 map one image per GEMM. Both must add the bias and clamp like the reference.
+  for (const int64_t side : {int64_t{8}, int64_t{40}}) {
+    const S xs{5, 3, side, side}, ws{4, 3, 3, 3};
+    const V x = ModelBuilder::random_values(xs, "x");
+    const V w = ModelBuilder::random_values(ws, "w", -0.5f, 0.5f);
+    const V bias = ModelBuilder::random_values({4}, "b");
+    ModelBuilder b;
+    b.input("x", {-1, 3, side, side}).output("y");
+    attr(b.node("Conv", {"x", b.init("w", ws, w), b.init("b", {4}, bias)}, {"c"}), "pads",
+         std::vector<int64_t>{1, 1, 1, 1});
+    b.node("Relu", {"c"}, {"y"});
+    V want = reference_conv(x, xs, w, ws, bias, 1, {1, 1}, {1, 1, 1, 1}, {1, 1});
+    for (float& v : want) v = std::max(v, 0.f);
+    EXPECT_LT(max_abs_diff(run_model(b.model(), x, 5), want), 1e-4f) << "side " << side;
+  }
 }
 
 V run_unary(const std::string& op, const V& x, const std::function<void(onnx::NodeProto&)>& set = {},
