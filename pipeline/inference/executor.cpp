@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "graph.h"
 #include "planner.h"
@@ -53,11 +56,36 @@ std::string step_label(const Node& n) {
   return l;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+// F16C converts 8 values per instruction with the same round-to-nearest-even as
+// float_to_half (NaNs stay NaNs, payloads may differ); picked at run time.
+__attribute__((target("avx,f16c"))) void to_half_f16c(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+__attribute__((target("avx,f16c"))) void to_float_f16c(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#else
+const bool kHasF16c = false;
+void to_half_f16c(const float*, uint16_t*, int64_t) {}
+void to_float_f16c(const uint16_t*, float*, int64_t) {}
+#endif
+
 void to_half(const float* src, uint16_t* dst, int64_t n) {
+  if (kHasF16c) return to_half_f16c(src, dst, n);
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half(src[i]);
 }
 void to_float(const uint16_t* src, float* dst, int64_t n) {
+  if (kHasF16c) return to_float_f16c(src, dst, n);
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
@@ -73,6 +101,7 @@ struct Executor::Prepared {
   // Per value: dim 0 for one image when it scales with the batch, else 0.
   std::vector<int64_t> unit0;
   bool separable = true;
+  std::vector<int> fp16_chunk;  ///< per step: images per op call in fp16 (fp16_chunk_images)
   // Scratch reused by every run() so that it allocates nothing.
   std::vector<std::vector<Shape>> in_shapes;
   std::vector<Shape> out_shapes;
@@ -92,8 +121,9 @@ struct Executor::Prepared {
                       reinterpret_cast<float*>(where(st.output)), &out_shapes[k], ws});
   }
 
-  /// fp16 storage: widen the weights once, then the activations image chunk by chunk
-  /// (kFp16ChunkImages) so that the fp32 scratch stays small, and narrow the output.
+  /// fp16 storage: widen the weights once per run, then the activations chunk by chunk
+  /// (fp16_chunk[k] images) so that the fp32 scratch stays small, and narrow the output.
+  /// Weights are not kept widened: fp16 exists to halve the memory they take.
   void run_step_fp16(size_t k, int n, float* ws) {
     const Step& st = graph.steps[k];
     std::vector<Shape>& shapes = in_shapes[k];
@@ -110,7 +140,7 @@ struct Executor::Prepared {
       ptrs[i] = cursor;
       cursor += scratch_floats(count);
     }
-    const int chunk = separable ? std::min(kFp16ChunkImages, n) : n;
+    const int chunk = std::min(fp16_chunk[k], n);
     for (int i0 = 0; i0 < n; i0 += chunk) {
       const int c = std::min(chunk, n - i0);
       float* cur = cursor;
@@ -196,6 +226,8 @@ void Executor::prepare(int batch, Precision p) {
                            to_string(s->graph.values[s->graph.output].shape) + " at batch " +
                            std::to_string(batch) + "); was the model exported with a fixed batch?");
 
+  for (const int64_t c : fp16_chunk_images(s->graph, s->unit0, s->separable, batch))
+    s->fp16_chunk.push_back(static_cast<int>(c));
   for (const Step& st : s->graph.steps) {
     s->in_shapes.emplace_back(st.inputs.size());
     s->in_ptrs.emplace_back(st.inputs.size(), nullptr);

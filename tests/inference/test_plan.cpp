@@ -192,6 +192,20 @@ TEST(Allocator, BudgetAccounting) {
   EXPECT_EQ(b.peak(), 600u);
 }
 
+TEST(Precision, Fp16StorageRoundsLikeFloatToHalf) {
+  // The executor's bulk (vectorized) conversion must round every value as float_to_half:
+  // ties, subnormals, overflow to inf, and lengths that are not a multiple of 8.
+  V x = {1.f, -2.5f, 65504.f, 65520.f, 1e6f, -1e6f, 6e-5f, 6.1e-5f, 3e-8f, -3e-8f, 1e-9f, 0.f,
+         1.00048828125f, 1.00146484375f, 0.333333f, -0.1f, 2049.f, 2051.f, 1e-7f};
+  ModelBuilder b;
+  b.input("x", {-1, static_cast<int64_t>(x.size())}).output("y");
+  b.node("Identity", {"x"}, {"y"});
+  const V got = run_model(b.model(), x, 1, Precision::FP16);
+  ASSERT_EQ(got.size(), x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_EQ(got[i], half_to_float(float_to_half(x[i]))) << "x = " << x[i];
+}
+
 TEST(Precision, HalfConversionRoundTrips) {
   for (float f : {0.f, -0.f, 1.f, -2.5f, 65504.f, 6.1035156e-05f, 5.9604645e-08f, 0.1f})
     EXPECT_NEAR(half_to_float(float_to_half(f)), f, std::abs(f) * 1e-3f) << f;
