@@ -217,6 +217,7 @@ void Executor::prepare(int batch, Precision p) {
   s->batch = batch;
   s->precision = p;
   s->graph = resolve(g, batch);
+  fuse_residual_adds(s->graph);  // Model::plan() does the same
   // Which tensors carry the batch in dim 0: compare with the graph resolved at batch 1.
   const ResolvedGraph one = resolve(g, 1);
   s->layout = make_layout(s->graph, one, batch, p);

@@ -274,6 +274,12 @@ class ConvOp : public Op {
     return {x[0], m_, win_[0].out, win_[1].out};
   }
   size_t workspace_floats() const override { return ws_; }
+  bool fuse_residual(const FusedActivation& act) override {
+    if (residual_ || act_.kind != FusedActivation::Kind::None) return false;
+    residual_ = true;
+    act_ = act;
+    return true;
+  }
 
   void run(const OpArgs& a) const override {
     const Shape& xs = a.in_shapes[0];
@@ -281,26 +287,27 @@ class ConvOp : public Op {
     const float* x = a.in[0];
     const float* w = a.in[1];
     const float* bias = has_bias_ ? a.in[2] : nullptr;
+    const float* res = residual_ ? a.in[3] : nullptr;
     float* y = a.out;
     if (depthwise_) {
-      run_depthwise(x, w, bias, y, batch, h, wd);
+      run_depthwise(x, w, bias, res, y, batch, h, wd);
       return;
     }
     for (int64_t b0 = 0; b0 < batch; b0 += stack_) {
       const int64_t nb = std::min(stack_, batch - b0);
       for (int64_t g = 0; g < group_; ++g) {
-        if (nb == 1) gemm_one(x, w, bias, y, b0, g, h, wd, a.workspace);
-        else gemm_stacked(x, w, bias, y, b0, nb, g, h, wd, a.workspace);
+        if (nb == 1) gemm_one(x, w, bias, res, y, b0, g, h, wd, a.workspace);
+        else gemm_stacked(x, w, bias, res, y, b0, nb, g, h, wd, a.workspace);
       }
     }
   }
 
  private:
-  /// One image, one group: the GEMM writes y directly. The bias is put in y first and
-  /// the GEMM accumulates onto it (beta 1), which costs what OpenBLAS's beta-0 clearing
-  /// pass would and saves a pass over the output.
-  void gemm_one(const float* x, const float* w, const float* bias, float* y, int64_t b, int64_t g,
-                int64_t h, int64_t wd, float* ws) const {
+  /// One image, one group: the GEMM writes y directly. The bias (plus the residual) is
+  /// put in y first and the GEMM accumulates onto it (beta 1), which costs what
+  /// OpenBLAS's beta-0 clearing pass would and saves a pass over the output.
+  void gemm_one(const float* x, const float* w, const float* bias, const float* res, float* y, int64_t b,
+                int64_t g, int64_t h, int64_t wd, float* ws) const {
     const int64_t p = win_[0].out * win_[1].out, cg = c_ / group_, mg = m_ / group_;
     const int64_t k = cg * win_[0].k * win_[1].k;
     const float* xg = x + (b * c_ + g * cg) * h * wd;
@@ -310,18 +317,25 @@ class ConvOp : public Op {
       col = ws;
     }
     float* yg = y + (b * m_ + g * mg) * p;
-    if (bias)
+    if (res) {
+      const float* rg = res + (b * m_ + g * mg) * p;
+      for (int64_t m = 0; m < mg; ++m) {
+        const float b0 = bias ? bias[g * mg + m] : 0.f;
+        for (int64_t i = 0; i < p; ++i) yg[m * p + i] = rg[m * p + i] + b0;
+      }
+    } else if (bias) {
       for (int64_t m = 0; m < mg; ++m) std::fill(yg + m * p, yg + (m + 1) * p, bias[g * mg + m]);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(p),
                 static_cast<int>(k), 1.f, w + g * mg * k, static_cast<int>(k), col, static_cast<int>(p),
-                bias ? 1.f : 0.f, yg, static_cast<int>(p));
+                bias || res ? 1.f : 0.f, yg, static_cast<int>(p));
     if (act_.kind != FusedActivation::Kind::None) apply_activation(yg, mg * p, act_);
   }
 
   /// nb images of one group side by side: columns [K, nb*P] and the GEMM output [Mg, nb*P]
-  /// in the workspace; bias and activation are applied while scattering to NCHW.
-  void gemm_stacked(const float* x, const float* w, const float* bias, float* y, int64_t b0, int64_t nb,
-                    int64_t g, int64_t h, int64_t wd, float* ws) const {
+  /// in the workspace; bias, residual and activation are applied while scattering to NCHW.
+  void gemm_stacked(const float* x, const float* w, const float* bias, const float* res, float* y,
+                    int64_t b0, int64_t nb, int64_t g, int64_t h, int64_t wd, float* ws) const {
     const int64_t p = win_[0].out * win_[1].out, cg = c_ / group_, mg = m_ / group_;
     const int64_t k = cg * win_[0].k * win_[1].k, n = nb * p;
     float* col = ws;
@@ -339,9 +353,13 @@ class ConvOp : public Op {
     for (int64_t j = 0; j < nb; ++j) {
       for (int64_t m = 0; m < mg; ++m) {
         const float* src = out + m * n + j * p;
-        float* dst = y + ((b0 + j) * m_ + g * mg + m) * p;
+        const int64_t at = ((b0 + j) * m_ + g * mg + m) * p;
+        float* dst = y + at;
         const float b = bias ? bias[g * mg + m] : 0.f;
-        for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b;
+        if (res)
+          for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b + res[at + i];
+        else
+          for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b;
         apply_activation(dst, p, act_);
       }
     }
@@ -381,8 +399,8 @@ class ConvOp : public Op {
     }
   }
 
-  void run_depthwise(const float* x, const float* w, const float* bias, float* y, int64_t batch,
-                     int64_t h, int64_t wd) const {
+  void run_depthwise(const float* x, const float* w, const float* bias, const float* res, float* y,
+                     int64_t batch, int64_t h, int64_t wd) const {
     const Window &wy = win_[0], &wx = win_[1];
     const int64_t oh = wy.out, ow = wx.out, mult = m_ / c_;
 #pragma omp parallel for
@@ -406,6 +424,8 @@ class ConvOp : public Op {
           ym[oy * ow + ox] = s;
         }
       }
+      if (res)
+        for (int64_t i = 0; i < oh * ow; ++i) ym[i] += res[bm * oh * ow + i];
       apply_activation(ym, oh * ow, act_);
     }
   }
@@ -415,6 +435,7 @@ class ConvOp : public Op {
   FusedActivation act_;
   int64_t c_ = 0, m_ = 0;
   bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
+  bool residual_ = false;  ///< input 3 is added before the activation (fuse_residual)
   std::vector<Window> win_;
   int64_t stack_ = 1;  ///< images per GEMM (fewer in the last chunk)
   size_t ws_ = 0;

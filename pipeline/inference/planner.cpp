@@ -83,7 +83,7 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
       if (!v.weight) continue;
       l.offset[k] = l.plan.weight_bytes;
       l.plan.weight_bytes += bytes;
-    } else {
+    } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
       acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
       act_value.push_back(k);
       l.sum_activation_bytes += bytes;
