@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "model_builder.h"
 
@@ -254,6 +255,43 @@ TEST(Pooling, CeilModeOddSize) {
   const Model m = b.model();
   EXPECT_EQ(m.output_shape(), (S{1, 1, 3}));
   EXPECT_EQ(run_model(m, {1, 5, 2, 4, 3}, 1), (V{5, 4, 3}));
+}
+
+TEST(Pooling, MaxMatchesDirectLoopOnOddShapes) {
+  // Interior columns take an unchecked path: compare with a direct loop over padded,
+  // strided, dilated and ceil-mode windows on odd sizes (including windows wider than W).
+  struct Case { S x, k, st, pads, dil; int64_t ceil; };
+  for (const Case& c : {Case{{2, 3, 9, 11}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+                        Case{{1, 2, 7, 5}, {2, 3}, {1, 2}, {0, 1, 1, 0}, {2, 1}, 0},
+                        Case{{1, 1, 6, 2}, {3, 3}, {2, 1}, {1, 2, 1, 2}, {1, 1}, 1},
+                        Case{{1, 1, 5, 13}, {1, 4}, {1, 3}, {0, 0, 0, 2}, {1, 2}, 1}}) {
+    ModelBuilder b;
+    b.input("x", {-1, c.x[1], c.x[2], c.x[3]}).output("y");
+    auto& n = b.node("MaxPool", {"x"}, {"y"});
+    attr(n, "kernel_shape", c.k);
+    attr(n, "strides", c.st);
+    attr(n, "pads", c.pads);
+    attr(n, "dilations", c.dil);
+    attr(n, "ceil_mode", c.ceil);
+    const Model m = b.model();
+    const S out = m.output_shape();
+    const V x = ModelBuilder::random_values(c.x, "x", -1.f, 1.f);
+    const V got = run_model(m, x, static_cast<int>(c.x[0]));
+    const int64_t h = c.x[2], w = c.x[3], oh = out[1], ow = out[2];
+    ASSERT_EQ(static_cast<int64_t>(got.size()), c.x[0] * c.x[1] * oh * ow);
+    for (int64_t q = 0; q < c.x[0] * c.x[1]; ++q)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float want = -std::numeric_limits<float>::infinity();
+          for (int64_t i = 0; i < c.k[0]; ++i)
+            for (int64_t j = 0; j < c.k[1]; ++j) {
+              const int64_t iy = oy * c.st[0] - c.pads[0] + i * c.dil[0];
+              const int64_t ix = ox * c.st[1] - c.pads[1] + j * c.dil[1];
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w) want = std::max(want, x[(q * h + iy) * w + ix]);
+            }
+          EXPECT_EQ(got[(q * oh + oy) * ow + ox], want) << q << " " << oy << " " << ox;
+        }
+  }
 }
 
 TEST(Linear, GemmTransposesAlphaBetaBroadcastC) {
