@@ -20,8 +20,11 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.flush_denormal:
+        torch.set_flush_denormal(True)
     torch.manual_seed(0)
     model = getattr(torchvision.models, a.model)().eval()
     x = torch.rand(a.batch, 3, 224, 224)
@@ -35,7 +38,7 @@ def main() -> None:
             model(x)
         dt = time.perf_counter() - t
     print(f"torch {torch.__version__} {a.model} fp32 batch {a.batch} threads {a.threads}"
-          f"{' channels_last' if a.channels_last else ''}: {a.batch * a.iters / dt:.2f} images/s "
+          f"{' channels_last' if a.channels_last else ''}{' ftz' if a.flush_denormal else ''}: {a.batch * a.iters / dt:.2f} images/s "
           f"({1e3 * dt / a.iters:.1f} ms per batch)")
 
 
