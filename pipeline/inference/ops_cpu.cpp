@@ -1,7 +1,8 @@
 // CPU implementations of the supported ONNX ops (fp32 arithmetic).
 // Conv runs as im2col + cblas_sgemm (1x1 stride-1 without im2col; small feature maps
 // with several images per GEMM), depthwise by direct loops; OpenBLAS threads the GEMMs,
-// OpenMP (when built with it) the loops.
+// parallel_for (parallel.h) the loops around them (im2col, epilogues, pooling), OpenMP
+// (when built with it) the other elementwise loops.
 #include <cblas.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "ops.h"
+#include "parallel.h"
 
 namespace imgpipe::infer {
 namespace {
@@ -22,6 +24,12 @@ int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
   const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
   if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
   return axis < 0 ? axis + r : axis;
+}
+
+/// parallel_for over n items of about `cost` floats of memory traffic each: ranges of at
+/// least 16K floats, so small loops stay on the calling thread.
+void parallel_items(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
+  parallel_for(n, std::max<int64_t>(1, (int64_t{1} << 14) / std::max<int64_t>(cost, 1)), fn);
 }
 
 void copy_floats(float* dst, const float* src, int64_t n) {
@@ -313,23 +321,29 @@ class ConvOp : public Op {
     const float* xg = x + (b * c_ + g * cg) * h * wd;
     const float* col = xg;
     if (!pointwise_) {
-      im2col(xg, cg, h, wd, ws, p);
+      parallel_items(cg, win_[0].k * win_[1].k * p,
+                     [&](int64_t c0, int64_t c1) { im2col(xg, c0, c1, h, wd, ws, p); });
       col = ws;
     }
     float* yg = y + (b * m_ + g * mg) * p;
-    if (res) {
-      const float* rg = res + (b * m_ + g * mg) * p;
-      for (int64_t m = 0; m < mg; ++m) {
-        const float b0 = bias ? bias[g * mg + m] : 0.f;
-        for (int64_t i = 0; i < p; ++i) yg[m * p + i] = rg[m * p + i] + b0;
-      }
-    } else if (bias) {
-      for (int64_t m = 0; m < mg; ++m) std::fill(yg + m * p, yg + (m + 1) * p, bias[g * mg + m]);
+    if (res || bias) {
+      const float* rg = res ? res + (b * m_ + g * mg) * p : nullptr;
+      parallel_items(mg, p, [&](int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; ++m) {
+          const float b0 = bias ? bias[g * mg + m] : 0.f;
+          float* row = yg + m * p;
+          if (rg)
+            for (int64_t i = 0; i < p; ++i) row[i] = rg[m * p + i] + b0;
+          else
+            std::fill(row, row + p, b0);
+        }
+      });
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(p),
                 static_cast<int>(k), 1.f, w + g * mg * k, static_cast<int>(k), col, static_cast<int>(p),
                 bias || res ? 1.f : 0.f, yg, static_cast<int>(p));
-    if (act_.kind != FusedActivation::Kind::None) apply_activation(yg, mg * p, act_);
+    if (act_.kind != FusedActivation::Kind::None)
+      parallel_items(mg, p, [&](int64_t m0, int64_t m1) { apply_activation(yg + m0 * p, (m1 - m0) * p, act_); });
   }
 
   /// nb images of one group side by side: columns [K, nb*P] and the GEMM output [Mg, nb*P]
@@ -340,18 +354,21 @@ class ConvOp : public Op {
     const int64_t k = cg * win_[0].k * win_[1].k, n = nb * p;
     float* col = ws;
     float* out = ws + k * n;
-    for (int64_t j = 0; j < nb; ++j) {
-      const float* xg = x + ((b0 + j) * c_ + g * cg) * h * wd;
-      if (pointwise_)
-        for (int64_t c = 0; c < cg; ++c) copy_floats(col + c * n + j * p, xg + c * p, p);
-      else
-        im2col(xg, cg, h, wd, col + j * p, n);
-    }
+    // (image, channel) pairs: every image's rows of the columns
+    parallel_items(nb * cg, (k / cg) * p, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t j = q / cg, c = q % cg;
+        const float* xg = x + ((b0 + j) * c_ + g * cg) * h * wd;
+        if (pointwise_) copy_floats(col + c * n + j * p, xg + c * p, p);
+        else im2col(xg, c, c + 1, h, wd, col + j * p, n);
+      }
+    });
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(n),
                 static_cast<int>(k), 1.f, w + g * mg * k, static_cast<int>(k), col, static_cast<int>(n), 0.f,
                 out, static_cast<int>(n));
-    for (int64_t j = 0; j < nb; ++j) {
-      for (int64_t m = 0; m < mg; ++m) {
+    parallel_items(nb * mg, p, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t j = q / mg, m = q % mg;
         const float* src = out + m * n + j * p;
         const int64_t at = ((b0 + j) * m_ + g * mg + m) * p;
         float* dst = y + at;
@@ -362,15 +379,15 @@ class ConvOp : public Op {
           for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b;
         apply_activation(dst, p, act_);
       }
-    }
+    });
   }
 
-  /// Columns of one image: row (c, i, j) holds the input under kernel tap (i, j) of
-  /// channel c for every output pixel; rows are ld floats apart.
-  void im2col(const float* x, int64_t cg, int64_t h, int64_t w, float* col, int64_t ld) const {
+  /// Columns of one image for channels [c0, c1): row (c, i, j) holds the input under
+  /// kernel tap (i, j) of channel c for every output pixel; rows are ld floats apart.
+  void im2col(const float* x, int64_t c0, int64_t c1, int64_t h, int64_t w, float* col, int64_t ld) const {
     const Window &wy = win_[0], &wx = win_[1];
     const int64_t oh = wy.out, ow = wx.out;
-    for (int64_t c = 0; c < cg; ++c) {
+    for (int64_t c = c0; c < c1; ++c) {
       for (int64_t i = 0; i < wy.k; ++i) {
         for (int64_t j = 0; j < wx.k; ++j) {
           float* dst = col + ((c * wy.k + i) * wx.k + j) * ld;
@@ -403,31 +420,32 @@ class ConvOp : public Op {
                      int64_t batch, int64_t h, int64_t wd) const {
     const Window &wy = win_[0], &wx = win_[1];
     const int64_t oh = wy.out, ow = wx.out, mult = m_ / c_;
-#pragma omp parallel for
-    for (int64_t bm = 0; bm < batch * m_; ++bm) {
-      const int64_t b = bm / m_, m = bm % m_, c = m / mult;
-      const float* xc = x + (b * c_ + c) * h * wd;
-      const float* wm = w + m * wy.k * wx.k;
-      float* ym = y + bm * oh * ow;
-      const float b0 = bias ? bias[m] : 0.f;
-      for (int64_t oy = 0; oy < oh; ++oy) {
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          float s = b0;
-          for (int64_t i = 0; i < wy.k; ++i) {
-            const int64_t iy = oy * wy.stride - wy.pad_begin + i * wy.dil;
-            if (iy < 0 || iy >= h) continue;
-            for (int64_t j = 0; j < wx.k; ++j) {
-              const int64_t ix = ox * wx.stride - wx.pad_begin + j * wx.dil;
-              if (ix >= 0 && ix < wd) s += xc[iy * wd + ix] * wm[i * wx.k + j];
+    parallel_items(batch * m_, h * wd + oh * ow, [&](int64_t q0, int64_t q1) {
+      for (int64_t bm = q0; bm < q1; ++bm) {
+        const int64_t b = bm / m_, m = bm % m_, c = m / mult;
+        const float* xc = x + (b * c_ + c) * h * wd;
+        const float* wm = w + m * wy.k * wx.k;
+        float* ym = y + bm * oh * ow;
+        const float b0 = bias ? bias[m] : 0.f;
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            float s = b0;
+            for (int64_t i = 0; i < wy.k; ++i) {
+              const int64_t iy = oy * wy.stride - wy.pad_begin + i * wy.dil;
+              if (iy < 0 || iy >= h) continue;
+              for (int64_t j = 0; j < wx.k; ++j) {
+                const int64_t ix = ox * wx.stride - wx.pad_begin + j * wx.dil;
+                if (ix >= 0 && ix < wd) s += xc[iy * wd + ix] * wm[i * wx.k + j];
+              }
             }
+            ym[oy * ow + ox] = s;
           }
-          ym[oy * ow + ox] = s;
         }
+        if (res)
+          for (int64_t i = 0; i < oh * ow; ++i) ym[i] += res[bm * oh * ow + i];
+        apply_activation(ym, oh * ow, act_);
       }
-      if (res)
-        for (int64_t i = 0; i < oh * ow; ++i) ym[i] += res[bm * oh * ow + i];
-      apply_activation(ym, oh * ow, act_);
-    }
+    });
   }
 
   Node node_;
@@ -497,29 +515,17 @@ class PoolOp : public Op {
     const int64_t nc = s[0] * s[1], h = s[2], w = s[3];
     const Window &wy = win_[0], &wx = win_[1];
     const int64_t oh = wy.out, ow = wx.out;
-#pragma omp parallel for
-    for (int64_t q = 0; q < nc; ++q) {
-      const float* xq = a.in[0] + q * h * w;
-      float* yq = a.out + q * oh * ow;
-      if (max_) {
-        max_plane(xq, yq, h, w);
-        continue;
-      }
-      for (int64_t oy = 0; oy < oh; ++oy) {
-        for (int64_t ox = 0; ox < ow; ++ox) {
-          const int64_t y0 = oy * wy.stride - wy.pad_begin, x0 = ox * wx.stride - wx.pad_begin;
-          if (max_) {
-            float m = -std::numeric_limits<float>::infinity();
-            for (int64_t i = 0; i < wy.k; ++i) {
-              const int64_t iy = y0 + i * wy.dil;
-              if (iy < 0 || iy >= h) continue;
-              for (int64_t j = 0; j < wx.k; ++j) {
-                const int64_t ix = x0 + j * wx.dil;
-                if (ix >= 0 && ix < w) m = std::max(m, xq[iy * w + ix]);
-              }
-            }
-            yq[oy * ow + ox] = m;
-          } else {
+    parallel_items(nc, h * w + oh * ow, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const float* xq = a.in[0] + q * h * w;
+        float* yq = a.out + q * oh * ow;
+        if (max_) {
+          max_plane(xq, yq, h, w);
+          continue;
+        }
+        for (int64_t oy = 0; oy < oh; ++oy) {
+          for (int64_t ox = 0; ox < ow; ++ox) {
+            const int64_t y0 = oy * wy.stride - wy.pad_begin, x0 = ox * wx.stride - wx.pad_begin;
             const int64_t y1 = std::min(y0 + wy.k, h + wy.pad_end), x1 = std::min(x0 + wx.k, w + wx.pad_end);
             const int64_t ya = std::max<int64_t>(y0, 0), xa = std::max<int64_t>(x0, 0);
             const int64_t yb = std::min(y1, h), xb = std::min(x1, w);
@@ -531,7 +537,7 @@ class PoolOp : public Op {
           }
         }
       }
-    }
+    });
   }
 
  private:
