@@ -8,6 +8,7 @@
 #endif
 
 #include "graph.h"
+#include "parallel.h"
 #include "planner.h"
 #include "resolve.h"
 
@@ -80,12 +81,14 @@ void to_float_f16c(const uint16_t*, float*, int64_t) {}
 #endif
 
 void to_half(const float* src, uint16_t* dst, int64_t n) {
-  if (kHasF16c) return to_half_f16c(src, dst, n);
+  if (kHasF16c)
+    return parallel_for(n, int64_t{1} << 14, [&](int64_t b, int64_t e) { to_half_f16c(src + b, dst + b, e - b); });
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half(src[i]);
 }
 void to_float(const uint16_t* src, float* dst, int64_t n) {
-  if (kHasF16c) return to_float_f16c(src, dst, n);
+  if (kHasF16c)
+    return parallel_for(n, int64_t{1} << 14, [&](int64_t b, int64_t e) { to_float_f16c(src + b, dst + b, e - b); });
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
