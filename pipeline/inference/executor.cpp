@@ -1,9 +1,14 @@
 #include "executor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include "graph.h"
+#include "parallel.h"
 #include "planner.h"
 #include "resolve.h"
 
@@ -41,11 +46,49 @@ class Buffer {
   size_t bytes_ = 0;
 };
 
+/// Profiling key of a step: the op type, with kernel and stride for a Conv.
+std::string step_label(const Node& n) {
+  if (n.op_type != "Conv") return n.op_type;
+  const std::vector<int64_t> k = attr_ints(n, "kernel_shape"), st = attr_ints(n, "strides", {1, 1});
+  std::string l = "Conv";
+  if (k.size() == 2) l += " " + std::to_string(k[0]) + "x" + std::to_string(k[1]);
+  if (!st.empty() && st[0] != 1) l += " s" + std::to_string(st[0]);
+  if (attr_int(n, "group", 1) != 1) l += " grouped";
+  return l;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// F16C converts 8 values per instruction with the same round-to-nearest-even as
+// float_to_half (NaNs stay NaNs, payloads may differ); picked at run time.
+__attribute__((target("avx,f16c"))) void to_half_f16c(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) dst[i] = float_to_half(src[i]);
+}
+__attribute__((target("avx,f16c"))) void to_float_f16c(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+#else
+const bool kHasF16c = false;
+void to_half_f16c(const float*, uint16_t*, int64_t) {}
+void to_float_f16c(const uint16_t*, float*, int64_t) {}
+#endif
+
 void to_half(const float* src, uint16_t* dst, int64_t n) {
+  if (kHasF16c)
+    return parallel_for(n, int64_t{1} << 14, [&](int64_t b, int64_t e) { to_half_f16c(src + b, dst + b, e - b); });
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = float_to_half(src[i]);
 }
 void to_float(const uint16_t* src, float* dst, int64_t n) {
+  if (kHasF16c)
+    return parallel_for(n, int64_t{1} << 14, [&](int64_t b, int64_t e) { to_float_f16c(src + b, dst + b, e - b); });
 #pragma omp parallel for if (n > 65536)
   for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
 }
@@ -61,6 +104,7 @@ struct Executor::Prepared {
   // Per value: dim 0 for one image when it scales with the batch, else 0.
   std::vector<int64_t> unit0;
   bool separable = true;
+  std::vector<int> fp16_chunk;  ///< per step: images per op call in fp16 (fp16_chunk_images)
   // Scratch reused by every run() so that it allocates nothing.
   std::vector<std::vector<Shape>> in_shapes;
   std::vector<Shape> out_shapes;
@@ -80,8 +124,9 @@ struct Executor::Prepared {
                       reinterpret_cast<float*>(where(st.output)), &out_shapes[k], ws});
   }
 
-  /// fp16 storage: widen the weights once, then the activations image chunk by chunk
-  /// (kFp16ChunkImages) so that the fp32 scratch stays small, and narrow the output.
+  /// fp16 storage: widen the weights once per run, then the activations chunk by chunk
+  /// (fp16_chunk[k] images) so that the fp32 scratch stays small, and narrow the output.
+  /// Weights are not kept widened: fp16 exists to halve the memory they take.
   void run_step_fp16(size_t k, int n, float* ws) {
     const Step& st = graph.steps[k];
     std::vector<Shape>& shapes = in_shapes[k];
@@ -98,7 +143,7 @@ struct Executor::Prepared {
       ptrs[i] = cursor;
       cursor += scratch_floats(count);
     }
-    const int chunk = separable ? std::min(kFp16ChunkImages, n) : n;
+    const int chunk = std::min(fp16_chunk[k], n);
     for (int i0 = 0; i0 < n; i0 += chunk) {
       const int c = std::min(chunk, n - i0);
       float* cur = cursor;
@@ -140,6 +185,17 @@ Executor::~Executor() { release(); }
 
 void Executor::release() noexcept { state_.reset(); }
 
+void Executor::enable_profiling(bool on) {
+  profiling_ = on;
+  timings_.clear();
+}
+
+std::vector<OpTiming> Executor::op_timings() const {
+  std::vector<OpTiming> t = timings_;
+  std::stable_sort(t.begin(), t.end(), [](const OpTiming& a, const OpTiming& b) { return a.seconds > b.seconds; });
+  return t;
+}
+
 bool Executor::prepared() const { return state_ != nullptr; }
 int Executor::batch() const { return state_ ? state_->batch : 0; }
 Precision Executor::precision() const { return precision_; }
@@ -164,6 +220,7 @@ void Executor::prepare(int batch, Precision p) {
   s->batch = batch;
   s->precision = p;
   s->graph = resolve(g, batch);
+  fuse_residual_adds(s->graph);  // Model::plan() does the same
   // Which tensors carry the batch in dim 0: compare with the graph resolved at batch 1.
   const ResolvedGraph one = resolve(g, 1);
   s->layout = make_layout(s->graph, one, batch, p);
@@ -173,6 +230,8 @@ void Executor::prepare(int batch, Precision p) {
                            to_string(s->graph.values[s->graph.output].shape) + " at batch " +
                            std::to_string(batch) + "); was the model exported with a fixed batch?");
 
+  for (const int64_t c : fp16_chunk_images(s->graph, s->unit0, s->separable, batch))
+    s->fp16_chunk.push_back(static_cast<int>(c));
   for (const Step& st : s->graph.steps) {
     s->in_shapes.emplace_back(st.inputs.size());
     s->in_ptrs.emplace_back(st.inputs.size(), nullptr);
@@ -212,9 +271,19 @@ void Executor::run(const float* input, int batch_n, float* output) {
   else std::memcpy(s.where(g.input), input, static_cast<size_t>(in_n) * sizeof(float));
 
   float* ws = reinterpret_cast<float*>(s.workspace.data());
+  using Clock = std::chrono::steady_clock;
   for (size_t k = 0; k < g.steps.size(); ++k) {
+    const Clock::time_point t0 = profiling_ ? Clock::now() : Clock::time_point{};
     if (half) s.run_step_fp16(k, batch_n, ws);
     else s.run_step_fp32(k, batch_n, ws);
+    if (profiling_) {
+      const std::string label = step_label(*g.steps[k].node);
+      auto it = std::find_if(timings_.begin(), timings_.end(),
+                             [&](const OpTiming& t) { return t.label == label; });
+      if (it == timings_.end()) it = timings_.insert(timings_.end(), OpTiming{label});
+      it->seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      ++it->calls;
+    }
   }
 
   const int64_t out_n = model_.output_size() * batch_n;

@@ -2,11 +2,20 @@
 // Runs a Model on the CPU with one static allocation per prepare(): weights at the
 // storage precision, a liveness-shared activation arena, and the largest op workspace.
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "allocator.h"
 #include "model.h"
 
 namespace imgpipe::infer {
+
+/// Wall time spent in one kind of step (op type, and kernel/stride for Conv).
+struct OpTiming {
+  std::string label;
+  double seconds = 0;
+  int64_t calls = 0;
+};
 
 class Executor {
  public:
@@ -29,6 +38,12 @@ class Executor {
   /// output_size() floats. batch_n <= prepared batch. Allocates nothing.
   void run(const float* input, int batch_n, float* output);
 
+  /// Times every step of later run()s per op kind (off by default; costs a clock read
+  /// per step). Turning it on clears what was gathered.
+  void enable_profiling(bool on);
+  /// What enable_profiling() gathered, slowest kind first.
+  std::vector<OpTiming> op_timings() const;
+
   bool prepared() const;
   int batch() const;  ///< prepared batch size (0 when not prepared)
   Precision precision() const;
@@ -43,6 +58,8 @@ class Executor {
   Allocator& allocator_;
   Precision precision_ = Precision::FP32;
   std::unique_ptr<Prepared> state_;
+  bool profiling_ = false;
+  std::vector<OpTiming> timings_;
 };
 
 }  // namespace imgpipe::infer

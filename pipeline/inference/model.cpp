@@ -32,13 +32,22 @@ int Model::opset() const { return graph_->opset; }
 int64_t Model::input_size() const { return numel(input_shape_); }
 int64_t Model::output_size() const { return numel(output_shape_); }
 
+namespace {
+/// The graph as the CPU executor runs it at `batch` (same as Executor::prepare()).
+ResolvedGraph resolve_for_cpu(const Graph& g, int batch) {
+  ResolvedGraph r = resolve(g, batch);
+  fuse_residual_adds(r);
+  return r;
+}
+}  // namespace
+
 MemoryPlan Model::plan(int batch, Precision p) const {
   if (batch < 1) throw std::invalid_argument("batch must be at least 1");
-  return make_layout(resolve(*graph_, batch), resolve(*graph_, 1), batch, p).plan;
+  return make_layout(resolve_for_cpu(*graph_, batch), resolve(*graph_, 1), batch, p).plan;
 }
 
 size_t Model::unshared_activation_bytes(int batch, Precision p) const {
-  return make_layout(resolve(*graph_, batch), resolve(*graph_, 1), batch, p).sum_activation_bytes;
+  return make_layout(resolve_for_cpu(*graph_, batch), resolve(*graph_, 1), batch, p).sum_activation_bytes;
 }
 
 }  // namespace imgpipe::infer

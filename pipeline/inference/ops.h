@@ -35,6 +35,9 @@ class Op {
   virtual bool data_input(size_t i) const { (void)i; return true; }
   /// fp32 scratch, in floats, needed by run() for the shapes of the last setup().
   virtual size_t workspace_floats() const { return 0; }
+  /// Asks the op to add a residual (data input 3, the output's shape) to its result and
+  /// then apply `act`; false when it cannot. Called after setup(); see fuse_residual_adds().
+  virtual bool fuse_residual(const FusedActivation& act) { (void)act; return false; }
   /// Computes the output; the batch (dim 0) of the shapes may be below the setup() one.
   virtual void run(const OpArgs& a) const = 0;
 };

@@ -37,16 +37,40 @@ size_t assign_offsets(const std::vector<Interval>& tensors, std::vector<size_t>&
   return arena;
 }
 
-Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p) {
-  bool separable = true;
-  const std::vector<int64_t> unit = batch_units(g, one, batch, separable);
-  const int64_t chunk = separable ? std::min<int64_t>(kFp16ChunkImages, batch) : batch;
-  // fp32 elements of a value's scratch copy: whole weights, activations per chunk
-  auto chunk_elems = [&](int v) -> size_t {
+namespace {
+
+/// fp32 workspace floats of step k in fp16 storage with `chunk` images per op call: the
+/// op's own scratch plus fp32 copies of the data inputs (whole weights, activations per
+/// chunk) and of the output.
+size_t fp16_step_floats(const ResolvedGraph& g, const std::vector<int64_t>& unit, size_t k, int64_t chunk) {
+  auto elems = [&](int v) -> size_t {
     const Value& val = g.values[v];
     if (val.constant || !unit[v]) return numel(val.shape);
     return numel(val.shape) / val.shape[0] * unit[v] * chunk;
   };
+  const Step& s = g.steps[k];
+  size_t floats = scratch_floats(s.workspace_floats);
+  for (size_t i = 0; i < s.inputs.size(); ++i)
+    if (s.inputs[i] >= 0 && s.op->data_input(i)) floats += scratch_floats(elems(s.inputs[i]));
+  return floats + scratch_floats(elems(s.output));
+}
+
+}  // namespace
+
+std::vector<int64_t> fp16_chunk_images(const ResolvedGraph& g, const std::vector<int64_t>& unit,
+                                       bool separable, int64_t batch) {
+  std::vector<int64_t> chunk(g.steps.size(), batch);
+  if (!separable) return chunk;
+  size_t cap = 0;
+  for (size_t k = 0; k < g.steps.size(); ++k) cap = std::max(cap, fp16_step_floats(g, unit, k, 1));
+  for (size_t k = 0; k < g.steps.size(); ++k)
+    while (chunk[k] > 1 && fp16_step_floats(g, unit, k, chunk[k]) > cap) --chunk[k];
+  return chunk;
+}
+
+Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p) {
+  bool separable = true;
+  const std::vector<int64_t> unit = batch_units(g, one, batch, separable);
   const size_t es = element_size(p);
   Layout l;
   l.offset.assign(g.values.size(), 0);
@@ -59,7 +83,7 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
       if (!v.weight) continue;
       l.offset[k] = l.plan.weight_bytes;
       l.plan.weight_bytes += bytes;
-    } else {
+    } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
       acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
       act_value.push_back(k);
       l.sum_activation_bytes += bytes;
@@ -69,14 +93,12 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
   l.plan.arena_bytes = assign_offsets(acts, offsets);
   for (size_t k = 0; k < acts.size(); ++k) l.offset[act_value[k]] = offsets[k];
 
+  const std::vector<int64_t> chunk =
+      p == Precision::FP16 ? fp16_chunk_images(g, unit, separable, batch) : std::vector<int64_t>{};
   size_t ws = 0;
-  for (const Step& s : g.steps) {
-    size_t floats = scratch_floats(s.workspace_floats);
-    if (p == Precision::FP16) {  // fp32 copies of the data inputs and of the output
-      for (size_t k = 0; k < s.inputs.size(); ++k)
-        if (s.inputs[k] >= 0 && s.op->data_input(k)) floats += scratch_floats(chunk_elems(s.inputs[k]));
-      floats += scratch_floats(chunk_elems(s.output));
-    }
+  for (size_t i = 0; i < g.steps.size(); ++i) {
+    const size_t floats = p == Precision::FP16 ? fp16_step_floats(g, unit, i, chunk[i])
+                                               : scratch_floats(g.steps[i].workspace_floats);
     ws = std::max(ws, floats * sizeof(float));
   }
   l.plan.workspace_bytes = ws;

@@ -31,8 +31,12 @@ struct Layout {
   size_t sum_activation_bytes = 0;  ///< what the arena would be without sharing
 };
 
-/// Images per op call when fp16 operands are widened to fp32 scratch.
-constexpr int kFp16ChunkImages = 1;
+/// Images per op call of each step when fp16 operands are widened to fp32 scratch: as
+/// many as keep the step's scratch within what the largest step needs for one image, so
+/// the workspace is no bigger than with one image per call, and late steps on small maps
+/// still run several images per GEMM. `unit` and `separable` come from batch_units().
+std::vector<int64_t> fp16_chunk_images(const ResolvedGraph& g, const std::vector<int64_t>& unit,
+                                       bool separable, int64_t batch);
 
 /// `one` is the graph resolved at batch 1 (sizes fp16 scratch per image chunk).
 Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p);

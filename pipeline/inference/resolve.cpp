@@ -299,6 +299,74 @@ ResolvedGraph resolve(const Graph& g, int64_t batch) {
   return r;
 }
 
+void fuse_residual_adds(ResolvedGraph& g) {
+  const size_t n_steps = g.steps.size();
+  std::vector<int> producer(g.values.size(), -1), readers(g.values.size(), 0), reader(g.values.size(), -1);
+  for (size_t k = 0; k < n_steps; ++k) {
+    const Step& st = g.steps[k];
+    producer[st.output] = static_cast<int>(k);
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      if (v < 0 || g.values[v].constant || !st.op->data_input(i)) continue;
+      ++readers[v];
+      reader[v] = static_cast<int>(k);
+    }
+  }
+  ++readers[g.output];  // the caller reads it
+  std::vector<bool> removed(n_steps, false);
+  for (size_t j = 0; j < n_steps; ++j) {
+    Step& add = g.steps[j];
+    if (add.node->op_type != "Add" || add.inputs.size() != 2) continue;
+    const int a = add.inputs[0], b = add.inputs[1];
+    if (a < 0 || b < 0 || a == b || g.values[a].constant || g.values[b].constant) continue;
+    if (g.values[a].shape != g.values[b].shape) continue;
+    // the Conv must be the later of the two producers, so the residual exists when it runs
+    const int conv_v = producer[a] > producer[b] ? a : b, res_v = conv_v == a ? b : a;
+    const int k = producer[conv_v];
+    if (k < 0 || readers[conv_v] != 1) continue;
+    Step& conv = g.steps[k];
+    if (conv.node->op_type != "Conv") continue;
+    int out = add.output;
+    int relu = -1;
+    FusedActivation act;
+    if (readers[out] == 1 && out != g.output && reader[out] >= 0 &&
+        g.steps[reader[out]].node->op_type == "Relu") {
+      relu = reader[out];
+      act.kind = FusedActivation::Kind::Relu;
+    }
+    if (!conv.op->fuse_residual(act)) continue;
+    if (relu >= 0) {
+      out = g.steps[relu].output;
+      removed[relu] = true;
+    }
+    conv.inputs.resize(3, -1);
+    conv.inputs.push_back(res_v);
+    conv.output = out;
+    producer[out] = k;
+    removed[j] = true;
+  }
+  std::vector<Step> kept;
+  for (size_t k = 0; k < n_steps; ++k)
+    if (!removed[k]) kept.push_back(std::move(g.steps[k]));
+  g.steps = std::move(kept);
+
+  for (Value& v : g.values)
+    if (!v.constant) v.def = v.last_use = -1;
+  g.values[g.input].def = 0;
+  for (size_t k = 0; k < g.steps.size(); ++k) {
+    const Step& st = g.steps[k];
+    const int s = static_cast<int>(k);
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      if (v >= 0 && !g.values[v].constant && st.op->data_input(i)) g.values[v].last_use = s;
+    }
+    g.values[st.output].def = s;
+    g.values[st.output].last_use = std::max(g.values[st.output].last_use, s);
+  }
+  g.values[g.input].last_use = std::max(g.values[g.input].last_use, 0);
+  g.values[g.output].last_use = static_cast<int>(g.steps.size());
+}
+
 std::vector<int64_t> batch_units(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch,
                                  bool& separable) {
   separable = true;

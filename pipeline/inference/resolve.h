@@ -36,6 +36,14 @@ struct ResolvedGraph {
 /// naming the node, op type and opset.
 ResolvedGraph resolve(const Graph& g, int64_t batch);
 
+/// CPU executor only (the memory plan of Model::plan() includes it): folds each Add of a
+/// Conv's output (read by nothing else) and an activation computed before that Conv, of
+/// the same shape, into the Conv, with the Relu that alone reads the sum if there is one.
+/// The Conv then reads the residual as input 3 and writes the Add's (or Relu's) output;
+/// the folded steps are removed, the values only they wrote or read are left unused
+/// (def = last_use = -1, not planned), and liveness is recomputed.
+void fuse_residual_adds(ResolvedGraph& g);
+
 /// Per value of `g` (resolved at `batch`): dim 0 for one image when the tensor scales
 /// with the batch, 0 for constants and batch-independent tensors. `one` is the same graph
 /// resolved at batch 1. separable is false when some tensor mixes images.

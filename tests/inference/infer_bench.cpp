@@ -1,6 +1,7 @@
-// infer_bench MODEL.onnx [--batch B] [--iters N] [--fp16] [--in X.npy] [--out Y.npy]
+// infer_bench MODEL.onnx [--batch B] [--iters N] [--fp16] [--profile] [--in X.npy] [--out Y.npy]
 // Loads a model, prints its plan, runs it on X.npy (or seeded random input) and reports
-// images per second. Used to check real exports against onnxruntime (ort_compare.py).
+// images per second; --profile adds the time per op kind over the timed runs. Used to
+// check real exports against onnxruntime (ort_compare.py).
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -12,17 +13,19 @@ using namespace imgpipe::infer;
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: infer_bench MODEL.onnx [--batch B] [--iters N] [--fp16] [--in X.npy] [--out Y.npy]\n");
+    std::fprintf(stderr, "usage: infer_bench MODEL.onnx [--batch B] [--iters N] [--fp16] [--profile] [--in X.npy] [--out Y.npy]\n");
     return 1;
   }
   std::string path = argv[1], in_path, out_path;
   int batch = 8, iters = 3;
   Precision p = Precision::FP32;
+  bool profile = false;
   for (int k = 2; k < argc; ++k) {
     const std::string a = argv[k];
     if (a == "--batch" && k + 1 < argc) batch = std::stoi(argv[++k]);
     else if (a == "--iters" && k + 1 < argc) iters = std::stoi(argv[++k]);
     else if (a == "--fp16") p = Precision::FP16;
+    else if (a == "--profile") profile = true;
     else if (a == "--in" && k + 1 < argc) in_path = argv[++k];
     else if (a == "--out" && k + 1 < argc) out_path = argv[++k];
   }
@@ -47,11 +50,15 @@ int main(int argc, char** argv) {
     ex.prepare(batch, p);
     std::vector<float> y(static_cast<size_t>(m.output_size() * batch));
     ex.run(x.data(), batch, y.data());  // warm-up
+    ex.enable_profiling(profile);
     auto t2 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) ex.run(x.data(), batch, y.data());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t2).count();
     std::printf("%s batch %d: %.2f images/s (%.1f ms per batch)\n", to_string(p), batch,
                 batch * iters / s, 1e3 * s / iters);
+    for (const OpTiming& t : ex.op_timings())
+      std::printf("  %-20s %8.1f ms per batch (%5.1f%%), %lld calls\n", t.label.c_str(), 1e3 * t.seconds / iters,
+                  100 * t.seconds / s, static_cast<long long>(t.calls / iters));
     if (!out_path.empty()) test::write_npy(out_path, {batch, m.output_size()}, y);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 
 #include "model_builder.h"
 
@@ -84,7 +85,13 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{{2, 6, 6, 6}, {6, 1, 3, 3}, 6, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},  // depthwise
                       ConvCase{{1, 4, 7, 7}, {8, 1, 3, 3}, 4, {2, 2}, {1, 1, 1, 1}, {1, 1}, false},  // depthwise x2
                       ConvCase{{1, 4, 5, 5}, {6, 2, 3, 3}, 2, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},  // groups
-                      ConvCase{{1, 3, 4, 4}, {2, 3, 2, 2}, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, false}));
+                      ConvCase{{1, 3, 4, 4}, {2, 3, 2, 2}, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, false},
+                      // several images per GEMM (small maps), a short last chunk, one per GEMM
+                      ConvCase{{5, 3, 6, 6}, {4, 3, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+                      ConvCase{{3, 8, 20, 20}, {6, 8, 1, 1}, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, true},
+                      ConvCase{{5, 4, 7, 7}, {6, 2, 1, 1}, 2, {1, 1}, {0, 0, 0, 0}, {1, 1}, false},
+                      ConvCase{{3, 4, 9, 11}, {6, 2, 3, 3}, 2, {2, 1}, {2, 0, 1, 3}, {1, 2}, true},
+                      ConvCase{{3, 2, 40, 40}, {4, 2, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true}));
 
 TEST(Conv, HandComputed3x3WithPadding) {
   // 3x3 input 1..9, all-ones 3x3 kernel, pad 1: each output sums its neighbourhood.
@@ -132,6 +139,25 @@ TEST(Conv, BatchNormFoldedEqualsStandalone) {
   };
   const V x = ModelBuilder::random_values({2, 2, 4, 4}, "x");
   EXPECT_LT(max_abs_diff(run_model(build(false), x, 2), run_model(build(true), x, 2)), 1e-5f);
+}
+
+TEST(Conv, FusedReluMatchesReferenceOnEveryGemmPath) {
+  // Conv+Relu is fused at load; batch 5 on an 8x8 map runs several images per GEMM, on a
+  // 40x40 map one image per GEMM. Both must add the bias and clamp like the reference.
+  for (const int64_t side : {int64_t{8}, int64_t{40}}) {
+    const S xs{5, 3, side, side}, ws{4, 3, 3, 3};
+    const V x = ModelBuilder::random_values(xs, "x");
+    const V w = ModelBuilder::random_values(ws, "w", -0.5f, 0.5f);
+    const V bias = ModelBuilder::random_values({4}, "b");
+    ModelBuilder b;
+    b.input("x", {-1, 3, side, side}).output("y");
+    attr(b.node("Conv", {"x", b.init("w", ws, w), b.init("b", {4}, bias)}, {"c"}), "pads",
+         std::vector<int64_t>{1, 1, 1, 1});
+    b.node("Relu", {"c"}, {"y"});
+    V want = reference_conv(x, xs, w, ws, bias, 1, {1, 1}, {1, 1, 1, 1}, {1, 1});
+    for (float& v : want) v = std::max(v, 0.f);
+    EXPECT_LT(max_abs_diff(run_model(b.model(), x, 5), want), 1e-4f) << "side " << side;
+  }
 }
 
 V run_unary(const std::string& op, const V& x, const std::function<void(onnx::NodeProto&)>& set = {},
@@ -229,6 +255,43 @@ TEST(Pooling, CeilModeOddSize) {
   const Model m = b.model();
   EXPECT_EQ(m.output_shape(), (S{1, 1, 3}));
   EXPECT_EQ(run_model(m, {1, 5, 2, 4, 3}, 1), (V{5, 4, 3}));
+}
+
+TEST(Pooling, MaxMatchesDirectLoopOnOddShapes) {
+  // Interior columns take an unchecked path: compare with a direct loop over padded,
+  // strided, dilated and ceil-mode windows on odd sizes (including windows wider than W).
+  struct Case { S x, k, st, pads, dil; int64_t ceil; };
+  for (const Case& c : {Case{{2, 3, 9, 11}, {3, 3}, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+                        Case{{1, 2, 7, 5}, {2, 3}, {1, 2}, {0, 1, 1, 0}, {2, 1}, 0},
+                        Case{{1, 1, 6, 2}, {3, 3}, {2, 1}, {1, 2, 1, 2}, {1, 1}, 1},
+                        Case{{1, 1, 5, 13}, {1, 4}, {1, 3}, {0, 0, 0, 2}, {1, 2}, 1}}) {
+    ModelBuilder b;
+    b.input("x", {-1, c.x[1], c.x[2], c.x[3]}).output("y");
+    auto& n = b.node("MaxPool", {"x"}, {"y"});
+    attr(n, "kernel_shape", c.k);
+    attr(n, "strides", c.st);
+    attr(n, "pads", c.pads);
+    attr(n, "dilations", c.dil);
+    attr(n, "ceil_mode", c.ceil);
+    const Model m = b.model();
+    const S out = m.output_shape();
+    const V x = ModelBuilder::random_values(c.x, "x", -1.f, 1.f);
+    const V got = run_model(m, x, static_cast<int>(c.x[0]));
+    const int64_t h = c.x[2], w = c.x[3], oh = out[1], ow = out[2];
+    ASSERT_EQ(static_cast<int64_t>(got.size()), c.x[0] * c.x[1] * oh * ow);
+    for (int64_t q = 0; q < c.x[0] * c.x[1]; ++q)
+      for (int64_t oy = 0; oy < oh; ++oy)
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          float want = -std::numeric_limits<float>::infinity();
+          for (int64_t i = 0; i < c.k[0]; ++i)
+            for (int64_t j = 0; j < c.k[1]; ++j) {
+              const int64_t iy = oy * c.st[0] - c.pads[0] + i * c.dil[0];
+              const int64_t ix = ox * c.st[1] - c.pads[1] + j * c.dil[1];
+              if (iy >= 0 && iy < h && ix >= 0 && ix < w) want = std::max(want, x[(q * h + iy) * w + ix]);
+            }
+          EXPECT_EQ(got[(q * oh + oy) * ow + ox], want) << q << " " << oy << " " << ox;
+        }
+  }
 }
 
 TEST(Linear, GemmTransposesAlphaBetaBroadcastC) {

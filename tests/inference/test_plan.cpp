@@ -95,6 +95,53 @@ TEST(Executor, PreparesExactlyThePlanAndRunAllocatesNothing) {
   EXPECT_EQ(budget.used(), 0u);
 }
 
+/// Two residual blocks, conv-relu-conv then Add(identity) and Relu, on a side x side map.
+/// With `block_fusion` false every conv output is also read by a Sub, so nothing folds.
+Model residual(int64_t side, bool block_fusion) {
+  ModelBuilder b;
+  b.input("x", {-1, 4, side, side}).output("out");
+  std::string prev = "x";
+  for (int k = 0; k < 2; ++k) {
+    const std::string s = std::to_string(k);
+    attr(b.node("Conv", {prev, b.random("wa" + s, {4, 4, 3, 3}, -0.3f, 0.3f), b.random("ba" + s, {4})}, {"a" + s}),
+         "pads", std::vector<int64_t>{1, 1, 1, 1});
+    b.node("Relu", {"a" + s}, {"ra" + s});
+    b.node("Conv", {"ra" + s, b.random("wb" + s, {4, 4, 1, 1}, -0.5f, 0.5f)}, {"c" + s});
+    b.node("Add", {"c" + s, prev}, {"sum" + s});
+    b.node("Relu", {"sum" + s}, {"r" + s});
+    prev = "r" + s;
+    if (block_fusion) {
+      b.node("Sub", {"c" + s, "c" + s}, {"z" + s});
+      b.node("Add", {prev, "z" + s}, {"rz" + s});
+      prev = "rz" + s;
+    }
+  }
+  b.node("Identity", {prev}, {"out"});
+  return b.model();
+}
+
+TEST(Executor, ResidualAddsFoldedIntoConvKeepResultsAndExactPlan) {
+  // 4x4 maps run several images per GEMM, 40x40 one image per GEMM; fp16 too.
+  for (const int64_t side : {int64_t{4}, int64_t{40}}) {
+    const Model fused = residual(side, false), plain = residual(side, true);
+    const V x = ModelBuilder::random_values({5, 4, side, side}, "in");
+    EXPECT_LT(max_abs_diff(run_model(fused, x, 5), run_model(plain, x, 5)), 1e-5f) << side;
+    EXPECT_LT(max_abs_diff(run_model(fused, x, 5, Precision::FP16), run_model(plain, x, 5)), 2e-2f) << side;
+    // folding leaves x, two conv-relu outputs, two block outputs and the Identity's copy
+    // in the plan (the conv and sum tensors go), never grows the arena, and stays exact
+    const size_t t = 5 * 4 * side * side * 4;
+    EXPECT_EQ(fused.unshared_activation_bytes(5, Precision::FP32), 6 * t);
+    EXPECT_LE(fused.plan(5, Precision::FP32).arena_bytes, plain.plan(5, Precision::FP32).arena_bytes);
+    for (const Precision p : {Precision::FP32, Precision::FP16}) {
+      HostAllocator host;
+      BudgetedAllocator budget(host);
+      Executor ex(fused, budget);
+      ex.prepare(5, p);
+      EXPECT_EQ(budget.used(), fused.bytes_needed(5, p));
+    }
+  }
+}
+
 TEST(Executor, BatchSizeDoesNotChangeResults) {
   const Model m = classifier();
   const V x = ModelBuilder::random_values({5, 3, 16, 16}, "in");
@@ -190,6 +237,20 @@ TEST(Allocator, BudgetAccounting) {
   b.deallocate(p, 600);
   EXPECT_EQ(b.used(), 0u);
   EXPECT_EQ(b.peak(), 600u);
+}
+
+TEST(Precision, Fp16StorageRoundsLikeFloatToHalf) {
+  // The executor's bulk (vectorized) conversion must round every value as float_to_half:
+  // ties, subnormals, overflow to inf, and lengths that are not a multiple of 8.
+  V x = {1.f, -2.5f, 65504.f, 65520.f, 1e6f, -1e6f, 6e-5f, 6.1e-5f, 3e-8f, -3e-8f, 1e-9f, 0.f,
+         1.00048828125f, 1.00146484375f, 0.333333f, -0.1f, 2049.f, 2051.f, 1e-7f};
+  ModelBuilder b;
+  b.input("x", {-1, static_cast<int64_t>(x.size())}).output("y");
+  b.node("Identity", {"x"}, {"y"});
+  const V got = run_model(b.model(), x, 1, Precision::FP16);
+  ASSERT_EQ(got.size(), x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_EQ(got[i], half_to_float(float_to_half(x[i]))) << "x = " << x[i];
 }
 
 TEST(Precision, HalfConversionRoundTrips) {
