@@ -3,6 +3,7 @@
 // the memory governor catches OutOfMemory, shrinks the batch and prepares again.
 #include <cstddef>
 #include <stdexcept>
+#include <utility>
 
 namespace imgpipe::infer {
 
@@ -53,6 +54,37 @@ class BudgetedAllocator : public Allocator {
   size_t budget_;
   size_t used_ = 0, peak_ = 0;
   int fail_countdown_ = 0;
+};
+
+/// Memory from an Allocator, returned to it when destroyed (move-only).
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(Allocator& a, size_t bytes) : alloc_(&a), bytes_(bytes) {
+    if (bytes) p_ = a.allocate(bytes);
+  }
+  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
+  Buffer& operator=(Buffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      std::swap(alloc_, o.alloc_);
+      std::swap(p_, o.p_);
+      std::swap(bytes_, o.bytes_);
+    }
+    return *this;
+  }
+  ~Buffer() { reset(); }
+  void reset() noexcept {
+    if (p_) alloc_->deallocate(p_, bytes_);
+    p_ = nullptr;
+    bytes_ = 0;
+  }
+  char* data() const { return static_cast<char*>(p_); }
+
+ private:
+  Allocator* alloc_ = nullptr;
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
 };
 
 }  // namespace imgpipe::infer

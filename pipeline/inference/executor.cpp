@@ -15,37 +15,6 @@
 namespace imgpipe::infer {
 namespace {
 
-/// Memory from an Allocator, returned when destroyed.
-class Buffer {
- public:
-  Buffer() = default;
-  Buffer(Allocator& a, size_t bytes) : alloc_(&a), bytes_(bytes) {
-    if (bytes) p_ = a.allocate(bytes);
-  }
-  Buffer(Buffer&& o) noexcept { *this = std::move(o); }
-  Buffer& operator=(Buffer&& o) noexcept {
-    if (this != &o) {
-      reset();
-      std::swap(alloc_, o.alloc_);
-      std::swap(p_, o.p_);
-      std::swap(bytes_, o.bytes_);
-    }
-    return *this;
-  }
-  ~Buffer() { reset(); }
-  void reset() noexcept {
-    if (p_) alloc_->deallocate(p_, bytes_);
-    p_ = nullptr;
-    bytes_ = 0;
-  }
-  char* data() const { return static_cast<char*>(p_); }
-
- private:
-  Allocator* alloc_ = nullptr;
-  void* p_ = nullptr;
-  size_t bytes_ = 0;
-};
-
 /// Profiling key of a step: the op type, with kernel and stride for a Conv.
 std::string step_label(const Node& n) {
   if (n.op_type != "Conv") return n.op_type;

@@ -91,7 +91,16 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{{3, 8, 20, 20}, {6, 8, 1, 1}, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, true},
                       ConvCase{{5, 4, 7, 7}, {6, 2, 1, 1}, 2, {1, 1}, {0, 0, 0, 0}, {1, 1}, false},
                       ConvCase{{3, 4, 9, 11}, {6, 2, 3, 3}, 2, {2, 1}, {2, 0, 1, 3}, {1, 2}, true},
-                      ConvCase{{3, 2, 40, 40}, {4, 2, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true}));
+                      ConvCase{{3, 2, 40, 40}, {4, 2, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true}),
+    [](const ::testing::TestParamInfo<ConvCase>& info) {  // readable names: x5x3x6x6_w4x3x3x3_g1
+      auto dims = [](const S& s) {
+        std::string t;
+        for (auto d : s) t += "x" + std::to_string(d);
+        return t;
+      };
+      return std::to_string(info.index) + "_x" + dims(info.param.x).substr(1) + "_w" + dims(info.param.w).substr(1) +
+             "_g" + std::to_string(info.param.group);
+    });
 
 TEST(Conv, HandComputed3x3WithPadding) {
   // 3x3 input 1..9, all-ones 3x3 kernel, pad 1: each output sums its neighbourhood.
@@ -112,9 +121,9 @@ TEST(Conv, AutoPadSameUpperAndLower) {
     attr(b.node("Conv", {"x", b.init("w", {1, 1, 1, 2}, {1.f, 10.f})}, {"y"}), "auto_pad", std::string(mode));
     const Model m = b.model();
     const V got = run_model(m, {1, 2, 3, 4}, 1);
-    if (std::string(mode) == "SAME_UPPER") EXPECT_EQ(got, (V{21, 32, 43, 4}));
-    if (std::string(mode) == "SAME_LOWER") EXPECT_EQ(got, (V{10, 21, 32, 43}));
-    if (std::string(mode) == "VALID") EXPECT_EQ(got, (V{21, 32, 43}));
+    const std::string m_ = mode;
+    const V want = m_ == "SAME_UPPER" ? V{21, 32, 43, 4} : m_ == "SAME_LOWER" ? V{10, 21, 32, 43} : V{21, 32, 43};
+    EXPECT_EQ(got, want) << mode;
   }
 }
 
