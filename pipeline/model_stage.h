@@ -39,6 +39,8 @@ class ModelStage {
   bool on_gpu() const { return cuda_device_ >= 0; }
   /// Most bytes the executor held at once (weights, arena, workspace).
   int64_t peak_allocated_bytes() const { return int64_t(budgeted_->peak()); }
+  /// Seconds spent running the model (the governor's retries included).
+  double inference_seconds() const { return infer_s_; }
 
   int64_t output_size() const;
   /// One line of the predictions file for an image (CSV or JSON Lines).

@@ -584,6 +584,7 @@ class Job {
           {"decode_thread_total", double(times_.decode_ns.load()) * 1e-9},
           {"preprocess_thread_total", double(times_.preprocess_ns.load()) * 1e-9},
           {"gpu_preprocess_wait", preprocess_s_},
+          {"inference", model_ ? model_->inference_seconds() : 0.0},
           {"write", write_s_},
           {"wall", wall_s_}}},
         {"images_per_s", wall_s_ > 0 ? processed / wall_s_ : 0.0},
