@@ -33,6 +33,8 @@ MemoryReading host_memory() {
 
 std::string json_escape(const std::string& s) { return nlohmann::json(s).dump(); }
 
+constexpr int kCpuAutoBatchCap = 32;
+
 }  // namespace
 
 // One executor, CPU or CUDA, and its ModelRunner view for the governor.
@@ -144,6 +146,14 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
   Governor::Options o;
   o.batch_min = cfg.batch.min;
   o.batch_max = cfg.batch.max;
+  // On the CPU a batch beyond a few dozen images is no faster (the GEMMs are already large)
+  // and only costs memory: ResNet-50 at batch 256 holds 3.4 GB of activations. The auto batch
+  // is capped there; batch.size still sets any size.
+  if (cuda_device_ < 0 && cfg.batch.size == 0 && o.batch_max > kCpuAutoBatchCap) {
+    o.batch_max = std::max(cfg.batch.min, kCpuAutoBatchCap);
+    log_("model runs on the CPU: the automatic batch is capped at " + std::to_string(o.batch_max) +
+         " (set batch.size for another size)");
+  }
   o.batch_fixed = cfg.batch.size;
   o.precision = cfg.precision;
   o.budget = cfg.memory.device_budget;
