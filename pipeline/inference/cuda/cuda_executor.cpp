@@ -1,5 +1,7 @@
 #include "cuda_executor.h"
 
+#include "geometry.h"
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -11,6 +13,7 @@
 #include "cuda_handles.h"
 #include "cuda_ops.h"
 #include "cuda_resources.h"
+#include "geometry.h"
 #include "graph.h"
 #include "resolve.h"
 
@@ -56,16 +59,6 @@ int to_int(int64_t v, const char* what) {
   return static_cast<int>(v);
 }
 
-/// Element strides of `s` seen through the broadcast shape `out` (0 on broadcast dims).
-void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides) {
-  const size_t r = out.size();
-  int64_t st = 1;
-  for (size_t k = r; k-- > 0;) {
-    const int64_t d = k + s.size() >= r ? s[k + s.size() - r] : 1;
-    strides[k] = d == 1 ? 0 : st;
-    st *= d;
-  }
-}
 
 Strided dims_of(const Shape& out) {
   if (out.size() > static_cast<size_t>(cuda::kMaxRank)) throw UnsupportedModel("rank above 8");

@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "geometry.h"
 #include "planner.h"
 
 namespace imgpipe::infer::cuda {
@@ -17,45 +18,13 @@ int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
   return axis < 0 ? axis + r : axis;
 }
 
-/// The same window rules as the CPU ops (explicit pads or auto_pad, ceil_mode for pooling).
+/// The CPU ops' window rules (explicit pads or auto_pad, ceil_mode for pooling), 2-D only.
 void windows(const Node& n, const Shape& x, const Shape& kernel, bool ceil_mode, Window* w) {
-  const size_t sp = kernel.size();
-  if (sp != 2 || x.size() != 4) unsupported("only 2-D windows (rank-4 input) are supported, got " + to_string(x));
-  const auto strides = attr_ints(n, "strides", Shape(sp, 1));
-  const auto dils = attr_ints(n, "dilations", Shape(sp, 1));
-  const auto pads = attr_ints(n, "pads", Shape(2 * sp, 0));
-  const std::string auto_pad = attr_string(n, "auto_pad", "NOTSET");
-  if (strides.size() != sp || dils.size() != sp || pads.size() != 2 * sp)
-    unsupported("strides/dilations/pads do not match the kernel rank");
-  for (size_t d = 0; d < sp; ++d) {
-    Window& wd = w[d];
-    wd.k = kernel[d];
-    wd.stride = strides[d];
-    wd.dil = dils[d];
-    const int64_t in = x[2 + d];
-    const int64_t ext = (wd.k - 1) * wd.dil + 1;
-    if (auto_pad == "NOTSET") {
-      wd.pad_begin = pads[d];
-      wd.pad_end = pads[sp + d];
-    } else if (auto_pad == "VALID") {
-      wd.pad_begin = wd.pad_end = 0;
-    } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      const int64_t out = (in + wd.stride - 1) / wd.stride;
-      const int64_t total = std::max<int64_t>(0, (out - 1) * wd.stride + ext - in);
-      wd.pad_begin = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
-      wd.pad_end = total - wd.pad_begin;
-    } else {
-      unsupported("auto_pad " + auto_pad);
-    }
-    const int64_t span = in + wd.pad_begin + wd.pad_end - ext;
-    if (span < 0) unsupported("window larger than the padded input " + to_string(x));
-    if (ceil_mode) {
-      wd.out = (span + wd.stride - 1) / wd.stride + 1;
-      if ((wd.out - 1) * wd.stride >= in + wd.pad_begin) --wd.out;
-    } else {
-      wd.out = span / wd.stride + 1;
-    }
-  }
+  if (kernel.size() != 2 || x.size() != 4)
+    unsupported("only 2-D windows (rank-4 input) are supported, got " + to_string(x));
+  const std::vector<Window> both = infer::windows(n, x, kernel, ceil_mode);
+  w[0] = both[0];
+  w[1] = both[1];
 }
 
 float const_scalar(const ResolvedGraph& g, int v, float def) {

@@ -3,12 +3,11 @@
 // protobuf headers here, so nvcc never sees them.
 #include <cstdint>
 
+#include "window.h"
+
 namespace imgpipe::infer::cuda {
 
-/// Sliding window along one spatial axis (conv and pooling).
-struct Window {
-  int64_t k = 1, stride = 1, dil = 1, pad_begin = 0, pad_end = 0, out = 0;
-};
+using Window = infer::Window;  ///< sliding window along one spatial axis
 
 enum class UnaryKind { Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh };
 enum class BinaryKind { Add, Sub, Mul, Div };
