@@ -10,6 +10,12 @@ namespace {
 
 }  // namespace
 
+int64_t norm_axis(int64_t axis, size_t rank, bool allow_end) {
+  const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
+  if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
+  return axis < 0 ? axis + r : axis;
+}
+
 std::vector<Window> windows(const Node& n, const Shape& x, const Shape& kernel, bool ceil_mode) {
   const size_t sp = kernel.size();
   if (x.size() != sp + 2) unsupported("expects rank " + std::to_string(sp + 2) + " input, got " + to_string(x));

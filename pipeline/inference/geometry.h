@@ -1,5 +1,6 @@
 #pragma once
 // Shape rules shared by the CPU ops and the CUDA backend's planner.
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -14,5 +15,21 @@ std::vector<Window> windows(const Node& n, const Shape& x, const Shape& kernel, 
 
 /// Element strides of `s` seen through the broadcast shape `out` (0 on broadcast dims).
 void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides);
+
+/// For element i of `out`, the element offsets into two operands with strides st_a, st_b.
+inline void broadcast_offsets(int64_t i, const Shape& out, const int64_t* st_a, const int64_t* st_b, int64_t& oa,
+                              int64_t& ob) {
+  oa = ob = 0;
+  for (size_t d = out.size(); d-- > 0;) {
+    const int64_t idx = i % out[d];
+    i /= out[d];
+    oa += idx * st_a[d];
+    ob += idx * st_b[d];
+  }
+}
+
+/// An axis in [-rank, rank) (or up to rank with allow_end) made non-negative; throws
+/// UnsupportedModel when out of range.
+int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false);
 
 }  // namespace imgpipe::infer

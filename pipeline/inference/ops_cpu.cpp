@@ -21,12 +21,6 @@ namespace {
 
 [[noreturn]] void unsupported(const std::string& what) { throw UnsupportedModel(what); }
 
-int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
-  const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
-  if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
-  return axis < 0 ? axis + r : axis;
-}
-
 /// parallel_for over n items of about `cost` floats of memory traffic each: ranges of at
 /// least 16K floats, so small loops stay on the calling thread.
 void parallel_items(int64_t n, int64_t cost, const std::function<void(int64_t, int64_t)>& fn) {
@@ -796,13 +790,8 @@ class MatMulOp : public Op {
     broadcast_strides(bb, ob, st_b);
     const int64_t nb = numel(ob);
     for (int64_t i = 0; i < nb; ++i) {
-      int64_t rem = i, oa = 0, obb = 0;
-      for (size_t d = ob.size(); d-- > 0;) {
-        const int64_t idx = rem % ob[d];
-        rem /= ob[d];
-        oa += idx * st_a[d];
-        obb += idx * st_b[d];
-      }
+      int64_t oa = 0, obb = 0;
+      broadcast_offsets(i, ob, st_a, st_b, oa, obb);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
                   static_cast<int>(k), 1.f, a.in[0] + oa * m * k, static_cast<int>(k),
                   a.in[1] + obb * k * n, static_cast<int>(n), 0.f, a.out + i * m * n, static_cast<int>(n));

@@ -312,13 +312,8 @@ struct CudaExecutor::Prepared {
     broadcast_strides(bb, ob, st_b);
     const size_t es = esize();
     for (int64_t i = 0; i < nb; ++i) {
-      int64_t rem = i, oa = 0, obb = 0;
-      for (size_t d = ob.size(); d-- > 0;) {
-        const int64_t idx = rem % ob[d];
-        rem /= ob[d];
-        oa += idx * st_a[d];
-        obb += idx * st_b[d];
-      }
+      int64_t oa = 0, obb = 0;
+      broadcast_offsets(i, ob, st_a, st_b, oa, obb);
       gemm(false, false, m, n, kk, 1.f, a + oa * m * kk * es, kk, b + obb * kk * n * es, n, 0.f, y + i * m * n * es);
     }
   }

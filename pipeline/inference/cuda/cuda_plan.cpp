@@ -12,12 +12,6 @@ namespace {
 
 [[noreturn]] void unsupported(const std::string& what) { throw UnsupportedModel(what); }
 
-int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false) {
-  const int64_t r = static_cast<int64_t>(rank) + (allow_end ? 1 : 0);
-  if (axis < -r || axis >= r) unsupported("axis " + std::to_string(axis) + " out of range");
-  return axis < 0 ? axis + r : axis;
-}
-
 /// The CPU ops' window rules (explicit pads or auto_pad, ceil_mode for pooling), 2-D only.
 void windows(const Node& n, const Shape& x, const Shape& kernel, bool ceil_mode, Window* w) {
   if (kernel.size() != 2 || x.size() != 4)
