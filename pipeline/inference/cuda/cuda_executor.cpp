@@ -553,8 +553,8 @@ void CudaExecutor::prepare(int batch, Precision p) {
     for (size_t k = 0; k < s->graph.steps.size(); ++k)
       if (s->layout.steps[k].kind == CudaStep::Kind::Conv) s->prepare_conv(k);
   } catch (const kernels::CudaOutOfMemory&) {
-    // cuDNN/cuBLAS handles, their workspace queries or pinned staging: the same signal to the governor as a
-    // refused device allocation.
+    // cuDNN/cuBLAS handles and descriptors or pinned staging: the same signal to the
+    // governor as a refused device allocation.
     s.reset();
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) (void)cudaGetLastError();
