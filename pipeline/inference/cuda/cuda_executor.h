@@ -74,7 +74,7 @@ class CudaExecutor {
   void run_device(const void* d_input, bool input_fp16, int batch_n, float* h_output,
                   cudaStream_t stream = nullptr);
   /// The same with a device fp32 output (d_output: batch_n x output_size() floats); does not
-  /// wait: the output is ready when `stream` reaches this point.
+  /// wait: the output is ready, and d_input may be overwritten, when `stream` reaches this point.
   void run_device_to_device(const void* d_input, bool input_fp16, int batch_n, float* d_output,
                             cudaStream_t stream);
   /// h_input: host NCHW fp32, copied through a pinned staging buffer (allocated on the first
