@@ -85,7 +85,8 @@ run() {
   # 2. The bench images and ResNet-50 (made there: they are too large to carry).
   mkdir -p "$DATA"
   local images model
-  images=$("$py" scripts/bench/bench.py --prepare-only --data "$DATA" --python "$py" 2>>"$OUT/bench-data.log")
+  images=$("$py" scripts/bench/bench.py --prepare-only --data "$DATA" --python "$py" 2>>"$OUT/bench-data.log") ||
+    { log "making the bench images failed: bench-data.log"; return 1; }
   "$py" scripts/bench/bench.py --export-only resnet50 --data "$DATA" --python "$py" >>"$OUT/bench-data.log" 2>&1 ||
     { log "ResNet-50 export failed: bench-data.log"; return 1; }
   model=$DATA/resnet50.onnx
