@@ -81,6 +81,16 @@ void check(Status s, const char* expr, const char* file, int line) {
   if (!info.ok) throw_error(info, int(s), expr, file, line);
 }
 
+/// For creating cuDNN/cuBLAS handles: any failure is taken as out of memory. cudnnCreate and
+/// cublasCreate report a device too full for their state and kernel modules as
+/// NOT_INITIALIZED or EXECUTION_FAILED_CUDART, not as an allocation failure.
+template <class Status>
+void check_create(Status s, const char* expr, const char* file, int line) {
+  StatusInfo info = status_info(s);
+  info.oom = true;
+  if (!info.ok) throw_error(info, int(s), expr, file, line);
+}
+
 template <class Status>
 [[nodiscard]] bool check_nothrow(Status s, const char* expr, const char* file, int line) noexcept {
   const StatusInfo info = status_info(s);
@@ -89,6 +99,12 @@ template <class Status>
 }
 
 }  // namespace detail
+
+/// Whether a status means memory ran out (the same classification as the check macros).
+template <class Status>
+[[nodiscard]] bool is_out_of_memory(Status s) noexcept {
+  return detail::status_info(s).oom;
+}
 #endif
 
 }  // namespace imgpipe::kernels
@@ -101,6 +117,9 @@ template <class Status>
   ::imgpipe::kernels::detail::check((expr), #expr, __FILE__, __LINE__)
 #define IMGPIPE_CUBLAS_CHECK(expr) IMGPIPE_CUDA_CHECK(expr)
 #define IMGPIPE_CUDNN_CHECK(expr) IMGPIPE_CUDA_CHECK(expr)
+/// For cuDNN/cuBLAS handle creation: throws CudaOutOfMemory on any failure (see check_create).
+#define IMGPIPE_CUDA_CHECK_CREATE(expr) \
+  ::imgpipe::kernels::detail::check_create((expr), #expr, __FILE__, __LINE__)
 /// For destructors and cleanup: logs a failure to stderr and yields false instead of throwing.
 #define IMGPIPE_CUDA_CHECK_NOTHROW(expr) \
   ::imgpipe::kernels::detail::check_nothrow((expr), #expr, __FILE__, __LINE__)

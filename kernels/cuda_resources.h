@@ -112,11 +112,12 @@ class Stream {
   std::unique_ptr<CUstream_st, detail::StreamDestroy> stream_;
 };
 
-/// A CUDA event; timing disabled by default (cheaper for synchronisation), pass
+/// A CUDA event; by default without timing (cheaper) and with blocking sync, so that
+/// synchronize() sleeps instead of spinning a CPU core the decoders need. Pass
 /// cudaEventDefault to use elapsed_ms.
 class Event {
  public:
-  explicit Event(unsigned flags = cudaEventDisableTiming) {
+  explicit Event(unsigned flags = cudaEventDisableTiming | cudaEventBlockingSync) {
     cudaEvent_t e = nullptr;
     IMGPIPE_CUDA_CHECK(cudaEventCreateWithFlags(&e, flags));
     event_.reset(e);

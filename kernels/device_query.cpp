@@ -11,6 +11,7 @@ namespace imgpipe::kernels {
 #if !defined(IMGPIPE_HAVE_CUDA)
 
 CudaProbe probe_cuda() { return {0, "built without CUDA"}; }
+bool use_blocking_sync(int) noexcept { return false; }
 
 #else
 
@@ -34,6 +35,13 @@ DeviceMemInfo device_mem_info(int device) {
   if (previous != device) (void)IMGPIPE_CUDA_CHECK_NOTHROW(cudaSetDevice(previous));
   IMGPIPE_CUDA_CHECK(e);
   return info;
+}
+
+bool use_blocking_sync(int device) noexcept {
+  if (cudaSetDevice(device) == cudaSuccess && cudaSetDeviceFlags(cudaDeviceScheduleBlockingSync) == cudaSuccess)
+    return true;
+  (void)cudaGetLastError();  // not sticky: keep it from a later launch check
+  return false;
 }
 
 #endif

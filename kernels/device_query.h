@@ -27,4 +27,10 @@ struct DeviceMemInfo {
 DeviceMemInfo device_mem_info(int device);
 #endif
 
+/// Makes `device` current and asks that host waits on it (stream and event synchronisation,
+/// synchronous copies) block the thread instead of spinning a CPU core
+/// (cudaDeviceScheduleBlockingSync). Returns false when the runtime refuses (or without
+/// CUDA); never throws.
+bool use_blocking_sync(int device) noexcept;
+
 }  // namespace imgpipe::kernels

@@ -1,5 +1,7 @@
 #include "cuda_preprocess.h"
 
+#include <algorithm>
+
 #if defined(IMGPIPE_HAVE_CUDA)
 #include <cstring>
 #include <stdexcept>
@@ -31,37 +33,64 @@ void CudaPreprocessor::submit(const std::vector<cv::Mat>& images, std::vector<ke
   IMGPIPE_CUDA_CHECK(cudaSetDevice(device_));
   Slot& s = slots_[size_t(next_)];
   const int n = int(images.size());
-  // Pack the images back to back, each row tight, into the pinned staging buffer.
-  size_t total = 0;
-  for (const auto& img : images) total += img.total() * img.elemSize();
-  ensure(s.h_src, total);
-  ensure(s.d_src, total);
-  size_t offset = 0;
-  auto* h_src = s.h_src.as<uint8_t>();
-  for (int i = 0; i < n; ++i) {
-    const cv::Mat& img = images[size_t(i)];
-    const size_t row = size_t(img.cols) * img.elemSize();
-    for (int y = 0; y < img.rows; ++y) std::memcpy(h_src + offset + size_t(y) * row, img.ptr(y), row);
-    descs[size_t(i)].offset = int64_t(offset);
-    descs[size_t(i)].width = img.cols;
-    descs[size_t(i)].height = img.rows;
-    descs[size_t(i)].pitch = int32_t(row);
-    offset += row * size_t(img.rows);
-  }
+  std::vector<size_t> bytes(images.size());
+  for (int i = 0; i < n; ++i) bytes[size_t(i)] = images[size_t(i)].total() * images[size_t(i)].elemSize();
+  const size_t largest = *std::max_element(bytes.begin(), bytes.end());
   const size_t desc_bytes = sizeof(kernels::ImageDesc) * size_t(n);
+  const size_t image_out = kernels::output_image_bytes(params_);
   ensure(s.h_descs, desc_bytes);
   ensure(s.d_descs, desc_bytes);
+  ensure(s.d_out, image_out * size_t(n));
+  if (download) ensure(s.h_out, image_out * size_t(n));
+  // Source staging as planned, halved while memory is short, never below one image.
+  size_t cap = source_staging_bytes(bytes, params_);
+  for (;;) {
+    try {
+      ensure(s.h_src, cap);
+      ensure(s.d_src, cap);
+      break;
+    } catch (const kernels::CudaOutOfMemory&) {
+      s.h_src.reset();
+      s.d_src.reset();
+      if (cap == largest) throw;
+      cap = std::max(largest, cap / 2);
+    }
+  }
+  // Chunks of consecutive images that fit the staging; offsets are from the chunk's start.
+  const std::vector<int> chunk_start = staging_chunks(bytes, cap);
+  for (size_t c = 0; c + 1 < chunk_start.size(); ++c) {
+    size_t offset = 0;
+    for (int i = chunk_start[c]; i < chunk_start[c + 1]; ++i) {
+      const cv::Mat& img = images[size_t(i)];
+      descs[size_t(i)].offset = int64_t(offset);
+      descs[size_t(i)].width = img.cols;
+      descs[size_t(i)].height = img.rows;
+      descs[size_t(i)].pitch = int32_t(size_t(img.cols) * img.elemSize());
+      offset += bytes[size_t(i)];
+    }
+  }
   std::memcpy(s.h_descs.get(), descs.data(), desc_bytes);
-  const size_t out_bytes = kernels::output_image_bytes(params_) * size_t(n);
-  ensure(s.d_out, out_bytes);
-  if (download) ensure(s.h_out, out_bytes);
-
-  IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.d_src.get(), s.h_src.get(), total, cudaMemcpyHostToDevice, s.stream));
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.d_descs.get(), s.h_descs.get(), desc_bytes, cudaMemcpyHostToDevice, s.stream));
-  kernels::preprocess_cuda(s.d_src.as<uint8_t>(), s.d_descs.as<kernels::ImageDesc>(), n, params_, s.d_out.get(),
-                           s.stream);
+  auto* h_src = s.h_src.as<uint8_t>();
+  for (size_t c = 0; c + 1 < chunk_start.size(); ++c) {
+    const int first = chunk_start[c], last = chunk_start[c + 1];
+    if (c > 0) s.staged.synchronize();  // the previous chunk's upload has left the pinned buffer
+    // Pack the chunk's images back to back, each row tight.
+    size_t used = 0;
+    for (int i = first; i < last; ++i) {
+      const cv::Mat& img = images[size_t(i)];
+      const size_t row = size_t(img.cols) * img.elemSize();
+      for (int y = 0; y < img.rows; ++y) std::memcpy(h_src + used + size_t(y) * row, img.ptr(y), row);
+      used += bytes[size_t(i)];
+    }
+    IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.d_src.get(), h_src, used, cudaMemcpyHostToDevice, s.stream));
+    s.staged.record(s.stream);
+    kernels::preprocess_cuda(s.d_src.as<uint8_t>(), s.d_descs.as<kernels::ImageDesc>() + first, last - first, params_,
+                             s.d_out.as<uint8_t>() + size_t(first) * image_out, s.stream);
+  }
   if (download)
-    IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.h_out.get(), s.d_out.get(), out_bytes, cudaMemcpyDeviceToHost, s.stream));
+    IMGPIPE_CUDA_CHECK(
+        cudaMemcpyAsync(s.h_out.get(), s.d_out.get(), image_out * size_t(n), cudaMemcpyDeviceToHost, s.stream));
   s.done.record(s.stream);
   s.n = n;
   s.download = download;
@@ -119,3 +148,30 @@ void preprocess_gpumats(const std::vector<cv::cuda::GpuMat>& images, std::vector
 
 }  // namespace imgpipe
 #endif  // IMGPIPE_HAVE_CUDA
+
+namespace imgpipe {
+
+size_t source_staging_bytes(const std::vector<size_t>& bytes, const kernels::PreprocessParams& p) {
+  size_t total = 0, largest = 0;
+  for (size_t b : bytes) {
+    total += b;
+    largest = std::max(largest, b);
+  }
+  return std::max(largest, std::min(total, bytes.size() * source_bytes_per_image(p)));
+}
+
+std::vector<int> staging_chunks(const std::vector<size_t>& bytes, size_t capacity) {
+  std::vector<int> start{0};
+  size_t used = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (used > 0 && used + bytes[i] > capacity) {
+      start.push_back(int(i));
+      used = 0;
+    }
+    used += bytes[i];
+  }
+  start.push_back(int(bytes.size()));
+  return start;
+}
+
+}  // namespace imgpipe

@@ -30,6 +30,10 @@ class CudaPreprocessor {
   /// `download`) copies the tensor back into pinned host memory. descs[i] gives the
   /// placement of images[i] (offset and pitch are filled in here). Requires a free slot:
   /// call collect() first when in_flight() == kSlots.
+  /// The source staging (pinned and device) holds source_bytes_per_image() per image of the
+  /// batch, what the governor and the host budget plan for; larger images go through it in
+  /// chunks (one image larger than that alone gets a buffer of its size). When that much
+  /// memory cannot be had, the staging is halved until it can (down to the largest image).
   void submit(const std::vector<cv::Mat>& images, std::vector<kernels::ImageDesc> descs, bool download);
 
   struct Batch {
@@ -48,7 +52,7 @@ class CudaPreprocessor {
  private:
   struct Slot {
     kernels::Stream stream;
-    kernels::Event done;
+    kernels::Event done, staged;
     kernels::PinnedBuffer h_src, h_descs, h_out;
     kernels::DeviceBuffer d_src, d_descs, d_out;
     int n = 0;
@@ -100,3 +104,28 @@ class CudaPreprocessor {
 
 }  // namespace imgpipe
 #endif  // IMGPIPE_HAVE_CUDA
+
+#include <vector>
+
+namespace imgpipe {
+
+/// Decoded source bytes the GPU staging plans per image: 4x the output area of 8-bit
+/// pixels in 3 channels (JPEGs come DCT-downscaled to within that).
+inline size_t source_bytes_per_image(const kernels::PreprocessParams& p) {
+  return 4 * size_t(p.out_w) * size_t(p.out_h) * 3;
+}
+/// Bytes one slot of GPU staging plans per image: the source and the output tensor (device,
+/// and pinned when the tensor is copied back).
+inline size_t staging_bytes_per_image(const kernels::PreprocessParams& p) {
+  return source_bytes_per_image(p) + kernels::output_image_bytes(p);
+}
+
+/// Source staging for a batch of images of `bytes` each: what the plan gives the batch
+/// (source_bytes_per_image each), less when they need less, never less than the largest.
+size_t source_staging_bytes(const std::vector<size_t>& bytes, const kernels::PreprocessParams& p);
+
+/// Splits images of `bytes` each, in order, into runs that fit `capacity` bytes together (an
+/// image larger than that runs alone): the first index of each run, then bytes.size().
+std::vector<int> staging_chunks(const std::vector<size_t>& bytes, size_t capacity);
+
+}  // namespace imgpipe

@@ -57,7 +57,7 @@ Governor::Governor(Options opt, ModelRunner& executor, infer::BudgetedAllocator&
 }
 
 int64_t Governor::bytes_needed(int batch, infer::Precision p) const {
-  return exec_.bytes_needed(batch, p) + int64_t(batch) * opt_.extra_bytes_per_image;
+  return exec_.bytes_needed(batch, p) + exec_.overhead_bytes() + int64_t(batch) * opt_.extra_bytes_per_image;
 }
 
 int64_t Governor::effective_budget() {
@@ -69,8 +69,10 @@ int64_t Governor::effective_budget() {
     else configured_budget_ = std::max<int64_t>(0, m.free - opt_.safety_margin);
   }
   // Memory that other processes took since the start lowers what this run may use; what
-  // this run itself holds counts as available to it.
-  int64_t b = std::min(configured_budget_, int64_t(alloc_.used()) + m.free - opt_.safety_margin);
+  // this run itself holds (the allocator's and the planned staging) counts as available to it.
+  const int64_t staging =
+      opt_.staging_bytes ? std::min(opt_.staging_bytes(), int64_t(batch_) * opt_.extra_bytes_per_image) : 0;
+  int64_t b = std::min(configured_budget_, int64_t(alloc_.used()) + staging + m.free - opt_.safety_margin);
   int64_t cap = -1;  // fault injection: a cap from the latest budget_at at or before this batch
   for (const auto& [k, c] : opt_.faults.budget_at)
     if (k <= batches_ + 1) cap = c;

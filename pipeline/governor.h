@@ -61,6 +61,9 @@ class ModelRunner {
   virtual int batch() const = 0;
   virtual infer::Precision precision() const = 0;
   virtual int64_t output_size() const = 0;  ///< floats per image
+  /// Device bytes the next prepare() takes outside the allocator besides the plan (the CUDA
+  /// backend's cuDNN/cuBLAS handles until they exist); 0 by default.
+  virtual int64_t overhead_bytes() const { return 0; }
 };
 
 /// The CPU executor as a ModelRunner.
@@ -91,6 +94,10 @@ class Governor {
     bool restore_precision = false;
     int grow_after = 4;           ///< good batches in a row before trying a larger batch
     int64_t extra_bytes_per_image = 0;  ///< preprocessing buffers that scale with the batch
+    /// Device bytes the preprocessing buffers hold now (outside the allocator, so missing from
+    /// free memory) that extra_bytes_per_image already plans for; counted as available to
+    /// this run, like what the allocator holds, so they are not counted twice.
+    std::function<int64_t()> staging_bytes;
     FaultPlan faults;
   };
 
@@ -98,7 +105,8 @@ class Governor {
   Governor(Options opt, ModelRunner& runner, infer::BudgetedAllocator& allocator,
            std::function<MemoryReading()> memory, std::function<void(const std::string&)> log);
 
-  /// Bytes a batch needs at a precision: the executor's plan plus preprocessing buffers.
+  /// Bytes a batch needs at a precision: the executor's plan, its overhead (handles not
+  /// created yet) and the preprocessing buffers.
   [[nodiscard]] int64_t bytes_needed(int batch, infer::Precision p) const;
 
   /// The plan table for --dry-run: candidate batches and precisions against the budget.
@@ -123,6 +131,8 @@ class Governor {
   int64_t budget() const { return budget_; }
   int batches_run() const { return batches_; }
   int64_t images_retried() const { return retried_; }
+  /// Counts the preprocessing buffers as this run's own memory from now on.
+  void set_staging_bytes(std::function<int64_t()> f) { opt_.staging_bytes = std::move(f); }
 
  private:
   int64_t effective_budget();

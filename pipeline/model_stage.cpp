@@ -8,6 +8,7 @@
 #include <fstream>
 #include <numeric>
 
+#include "cuda_preprocess.h"
 #include "sinks.h"
 #if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
 #include "cuda_executor.h"
@@ -73,6 +74,12 @@ struct ModelStage::Backend : ModelRunner {
   }
   int64_t output_size() const override {
     return with([](auto& e) { return e.model().output_size(); });
+  }
+  int64_t overhead_bytes() const override {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+    if (cuda) return int64_t(cuda->overhead_bytes());
+#endif
+    return 0;
   }
 };
 
@@ -161,11 +168,10 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
   o.safety_margin = cfg.memory.safety_margin;
   o.restore_precision = cfg.memory.restore_precision;
   // Per image, besides the model's plan: the batch tensor and the fp32 output; on the GPU
-  // also the preprocessing stage's two slots of decoded images (estimated at 4x the output
-  // area of 8-bit pixels) and tensors.
+  // also the preprocessing stage's slots of decoded images and tensors (device memory that
+  // set_staging_bytes() then counts as this run's own).
   o.extra_bytes_per_image = int64_t(kernels::output_image_bytes(pre)) + out_size * 4;
-  if (cuda_device_ >= 0)
-    o.extra_bytes_per_image += 2 * (int64_t(kernels::output_image_bytes(pre)) + 4 * int64_t(pre.out_w) * pre.out_h * 3);
+  if (cuda_device_ >= 0) o.extra_bytes_per_image += CudaPreprocessor::kSlots * int64_t(staging_bytes_per_image(pre));
   if (const char* f = std::getenv("IMGPIPE_FAULT_INJECT")) {
     try {
       o.faults = FaultPlan::parse(f);
@@ -181,7 +187,15 @@ ModelStage::~ModelStage() = default;
 std::string ModelStage::describe_plan() { return governor_->describe_plan(); }
 void ModelStage::start() { governor_->start(); }
 int ModelStage::batch() const { return governor_->batch(); }
+void ModelStage::set_staging_bytes(std::function<int64_t()> f) { governor_->set_staging_bytes(std::move(f)); }
 int64_t ModelStage::output_size() const { return model_->output_size(); }
+
+int64_t ModelStage::handle_bytes() const {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  if (backend_->cuda) return int64_t(backend_->cuda->handle_bytes());
+#endif
+  return 0;
+}
 
 void ModelStage::run(const void* h_tensor, const void* d_tensor, int n, std::vector<float>& out) {
   const int64_t in_size = model_->input_size(), out_size = output_size();
@@ -298,7 +312,9 @@ nlohmann::json ModelStage::report() const {
       {"inference_s", infer_s_},
       {"inference_ms_per_image", images_ ? 1e3 * infer_s_ / double(images_) : 0.0},
       {"memory",
-       {{"budget_bytes", governor_->budget()}, {"peak_allocated_bytes", budgeted_->peak()}}},
+       {{"budget_bytes", governor_->budget()},
+        {"peak_allocated_bytes", budgeted_->peak()},
+        {"handle_bytes", handle_bytes()}}},
       {"governor",
        {{"events", events},
         {"shrinks", shrinks},

@@ -30,6 +30,9 @@ class ModelStage {
   void start();
   /// The batch size the batcher should collect now (the governor may change it).
   int batch() const;
+  /// `f` gives the device bytes the GPU preprocessing holds now, which the plan counts per
+  /// image: the governor counts them as this run's own, not as memory others took.
+  void set_staging_bytes(std::function<int64_t()> f);
 
   /// Runs n images (the preprocessed batch, in the preprocessing dtype, NCHW) into
   /// `out` (n x output_size() floats, softmax applied for output: probabilities). On CUDA
@@ -39,6 +42,8 @@ class ModelStage {
   bool on_gpu() const { return cuda_device_ >= 0; }
   /// Most bytes the executor held at once (weights, arena, workspace).
   int64_t peak_allocated_bytes() const { return int64_t(budgeted_->peak()); }
+  /// Device memory the cuDNN/cuBLAS handles took when created (0 on the CPU or before).
+  int64_t handle_bytes() const;
   /// Seconds spent running the model (the governor's retries included).
   double inference_seconds() const { return infer_s_; }
 

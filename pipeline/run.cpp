@@ -229,6 +229,8 @@ class Job {
     const kernels::CudaProbe probe = kernels::probe_cuda();
     if (probe.device_count > cfg_.device_index) {
       gpu_ = true;
+      // Before any work creates the context: host waits sleep instead of spinning a core.
+      if (!kernels::use_blocking_sync(cfg_.device_index)) log_.info("CUDA blocking sync unavailable; host waits spin");
       device_ = "cuda:" + std::to_string(cfg_.device_index);
       device_reason_ = std::to_string(probe.device_count) + " CUDA device(s) found";
       return kExitOk;
@@ -335,10 +337,10 @@ class Job {
   // on the CPU without a model there is nothing to batch for, so each image is written as
   // it comes and no batch is held outside the host budget.
   // The host budget covers the decode queue and, on the GPU, the pinned staging of the two
-  // batches in flight (decoded images, estimated at 4x the output area, and tensors).
+  // batches in flight (decoded images, as planned by staging_bytes_per_image, and tensors).
   int64_t queue_budget() {
     if (!gpu_) return cfg_.memory.host_budget;
-    const int64_t per_image = int64_t(kernels::output_image_bytes(params_)) + 4 * int64_t(params_.out_w) * params_.out_h * 3;
+    const int64_t per_image = int64_t(staging_bytes_per_image(params_));
     const int64_t staging = CudaPreprocessor::kSlots * int64_t(cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max) * per_image;
     const int64_t floor = cfg_.memory.host_budget / 4;
     if (cfg_.memory.host_budget - staging < floor)
@@ -370,6 +372,7 @@ class Job {
 
   int process(const std::vector<size_t>& work) {
     if (gpu_) cuda_ = std::make_unique<CudaPreprocessor>(cfg_.device_index, params_);
+    if (cuda_ && model_) model_->set_staging_bytes([this] { return int64_t(cuda_->device_bytes()); });
     OrderedByteQueue<Item> queue(static_cast<size_t>(queue_budget()));
     std::atomic<size_t> next{0};
     std::atomic<bool> worker_failed{false};

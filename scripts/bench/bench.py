@@ -55,12 +55,14 @@ def make_images(py, data, n):
 
 
 EXPORT = """
-import sys, torch, torchvision
+import inspect, sys, torch, torchvision
 torch.manual_seed(0)
 m = getattr(torchvision.models, sys.argv[1])().eval()
+# The TorchScript exporter: newer PyTorch defaults to the dynamo one, which needs onnxscript.
+legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 torch.onnx.export(m, torch.randn(1, 3, 224, 224), sys.argv[2], opset_version=17,
                   input_names=["input"], output_names=["logits"],
-                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+                  dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **legacy)
 """
 
 
@@ -374,11 +376,16 @@ def main():
     p.add_argument("--python", default="/usr/bin/python3", help="python for images, model export and peer")
     p.add_argument("--peer-script", type=Path, default=HERE / "peer_torch.py")
     p.add_argument("--prepare-only", action="store_true", help="make the image set and exit")
+    p.add_argument("--export-only", metavar="ARCH", help="export a torchvision model (resnet50) into --data and exit")
     args = p.parse_args()
     data = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     if args.prepare_only:
         print(make_images(args.python, data, SMALL if args.small else FULL))
+        return
+    if args.export_only:
+        path, why = make_model(args.python, data, args.export_only)
+        print(path or sys.exit(f"bench: {why}"))
         return
     if not os.access(args.imgpipe, os.X_OK):
         sys.exit(f"bench: {args.imgpipe} not found: build it first (scripts/setup.sh)")

@@ -28,11 +28,20 @@ inline Result run_cmd(const std::string& cmd) {
   return r;
 }
 
-/// Runs the imgpipe binary with `args`, `env` (e.g. "VAR=1") in front.
-inline Result run_imgpipe(const std::string& args, const std::string& env = "") {
-  return run_cmd(env + " " + IMGPIPE_BINARY + " " + args);
+/// The environment variable `name` when set and not empty, else `fallback`.
+inline std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
 }
 
-inline const std::string kSource = IMGPIPE_SOURCE_DIR;
+/// The binary and source tree under test: the build's, or IMGPIPE_TEST_BINARY (a command,
+/// e.g. "/tmp/b/run imgpipe" for a bundle) and IMGPIPE_TEST_SOURCE_DIR on another machine.
+inline const std::string kBinary = env_or("IMGPIPE_TEST_BINARY", IMGPIPE_BINARY);
+inline const std::string kSource = env_or("IMGPIPE_TEST_SOURCE_DIR", IMGPIPE_SOURCE_DIR);
+
+/// Runs the imgpipe binary with `args`, `env` (e.g. "VAR=1") in front.
+inline Result run_imgpipe(const std::string& args, const std::string& env = "") {
+  return run_cmd(env + " " + kBinary + " " + args);
+}
 
 }  // namespace imgpipe::test

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -379,6 +380,39 @@ TEST_F(Gpu, DeviceInputFp32AndFp16AndDeviceOutput) {
   stream.synchronize();
   IMGPIPE_CUDA_CHECK(cudaMemcpy(out.data(), d_y.get(), out.size() * 4, cudaMemcpyDeviceToHost));
   EXPECT_LT(rel_err(out, want), 1e-3f);
+  // A matching input is read in place, never written; host input afterwards uses the arena.
+  V back(x.size());
+  IMGPIPE_CUDA_CHECK(cudaMemcpy(back.data(), d_x.get(), back.size() * 4, cudaMemcpyDeviceToHost));
+  EXPECT_EQ(back, x);
+  ex.run(x.data(), items, out.data());
+  EXPECT_LT(rel_err(out, want), 1e-3f);
+  // fp16 storage reads an fp16 device input in place too.
+  ex.prepare(items, Precision::FP16);
+  ex.run_device(d_h.get(), true, items, out.data(), stream);
+  EXPECT_LT(rel_err(out, want), 2e-2f);
+  ex.run(x.data(), items, out.data());
+  EXPECT_LT(rel_err(out, want), 2e-2f);
+}
+
+TEST_F(Gpu, HandlesArePlannedUntilCreatedThenKept) {
+  const Model m = gpu_resnet_style().model();
+  CudaDeviceAllocator device(0);
+  BudgetedAllocator budget(device);
+  CudaOptions options;
+  CudaExecutor ex(m, 0, budget, options);
+  EXPECT_EQ(ex.overhead_bytes(), options.handle_overhead_estimate);
+  EXPECT_EQ(ex.handle_bytes(), 0u);
+  ex.prepare(4, Precision::FP32);
+  const size_t measured = ex.handle_bytes();
+  std::printf("cuDNN/cuBLAS handles took %.1f MiB (planned %.1f MiB before)\n", double(measured) / (1 << 20),
+              double(options.handle_overhead_estimate) / (1 << 20));
+  EXPECT_EQ(ex.overhead_bytes(), 0u);
+  EXPECT_LE(measured, options.handle_overhead_estimate) << "raise CudaOptions::handle_overhead_estimate";
+  ex.release();
+  EXPECT_EQ(budget.used(), 0u);
+  ex.prepare(8, Precision::FP16);  // the same handles: nothing measured again
+  EXPECT_EQ(ex.handle_bytes(), measured);
+  EXPECT_EQ(ex.overhead_bytes(), 0u);
 }
 
 // ---------------------------------------------------------------- memory contract ----

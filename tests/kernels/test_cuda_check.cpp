@@ -77,6 +77,44 @@ TEST(CudaCheck, CudnnAllocFailureIsOutOfMemory) {
 }
 #endif
 
+// cudnnCreate/cublasCreate on a device too full for their state report these statuses, not
+// an allocation failure: the governor must still see out of memory and shrink.
+TEST(CudaCheck, HandleCreationFailuresAreOutOfMemory) {
+  EXPECT_NO_THROW(IMGPIPE_CUDA_CHECK_CREATE(CUBLAS_STATUS_SUCCESS));
+  EXPECT_THROW(IMGPIPE_CUDA_CHECK_CREATE(CUBLAS_STATUS_NOT_INITIALIZED), CudaOutOfMemory);
+  EXPECT_THROW(IMGPIPE_CUDA_CHECK_CREATE(CUBLAS_STATUS_ALLOC_FAILED), CudaOutOfMemory);
+#if defined(IMGPIPE_HAVE_CUDNN)
+  EXPECT_THROW(IMGPIPE_CUDA_CHECK_CREATE(CUDNN_STATUS_NOT_INITIALIZED), CudaOutOfMemory);
+#if CUDNN_MAJOR >= 9
+  EXPECT_THROW(IMGPIPE_CUDA_CHECK_CREATE(CUDNN_STATUS_EXECUTION_FAILED_CUDART), CudaOutOfMemory);
+#endif
+#endif
+  try {
+    IMGPIPE_CUDA_CHECK_CREATE(CUBLAS_STATUS_NOT_INITIALIZED);
+  } catch (const CudaOutOfMemory& e) {
+    EXPECT_EQ(e.code(), int(CUBLAS_STATUS_NOT_INITIALIZED));
+    EXPECT_NE(std::string(e.what()).find("CUBLAS_STATUS_NOT_INITIALIZED"), std::string::npos) << e.what();
+  }
+  // Elsewhere the same statuses stay plain errors.
+  thrown_message(CUBLAS_STATUS_NOT_INITIALIZED, false);
+}
+
+// One classification for the executor's own status tests (the fused convolution) and the
+// check macros: cuDNN 9's device allocation failure included.
+TEST(CudaCheck, IsOutOfMemoryAgreesWithTheCheckMacros) {
+  EXPECT_TRUE(is_out_of_memory(cudaErrorMemoryAllocation));
+  EXPECT_FALSE(is_out_of_memory(cudaErrorInvalidValue));
+  EXPECT_FALSE(is_out_of_memory(cudaSuccess));
+  EXPECT_TRUE(is_out_of_memory(CUBLAS_STATUS_ALLOC_FAILED));
+  EXPECT_FALSE(is_out_of_memory(CUBLAS_STATUS_NOT_SUPPORTED));
+#if defined(IMGPIPE_HAVE_CUDNN)
+  EXPECT_TRUE(is_out_of_memory(CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED));
+  EXPECT_TRUE(is_out_of_memory(CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED));
+  EXPECT_FALSE(is_out_of_memory(CUDNN_STATUS_NOT_SUPPORTED));
+  EXPECT_FALSE(is_out_of_memory(CUDNN_STATUS_SUCCESS));
+#endif
+}
+
 TEST(CudaCheck, NoThrowVariantLogsAndReturnsFalse) {
   testing::internal::CaptureStderr();
   bool ok = true;

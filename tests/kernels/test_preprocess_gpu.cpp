@@ -175,7 +175,11 @@ TEST_F(GpuTest, BuffersMoveOwnershipAndStreamsOrderWork) {
   Event start(cudaEventDefault), done(cudaEventDefault);
   start.record(s);
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(moved.get(), h.get(), 1024, cudaMemcpyHostToDevice, s));
-  IMGPIPE_CUDA_CHECK(cudaMemsetAsync(h.get(), 0, 1024, s));
+  // Clear the host copy through the stream (cudaMemsetAsync takes device memory only), so
+  // the last copy is what puts the 7s back.
+  DeviceBuffer zeros(1024);
+  IMGPIPE_CUDA_CHECK(cudaMemsetAsync(zeros.get(), 0, 1024, s));
+  IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(h.get(), zeros.get(), 1024, cudaMemcpyDeviceToHost, s));
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(h.get(), moved.get(), 1024, cudaMemcpyDeviceToHost, s));
   done.record(s);
   done.synchronize();

@@ -242,6 +242,74 @@ TEST(Governor, GrowsBackWhenPressureGoesAndDoesNotOscillate) {
   EXPECT_EQ(h.gov->precision(), Precision::FP32);
 }
 
+namespace {
+// The CPU executor with the CUDA backend's handle overhead: `overhead` bytes that the first
+// prepare() takes outside the allocator and keeps (cuDNN/cuBLAS handles and modules).
+struct HandleRunner : CpuRunner {
+  int64_t overhead, paid = 0;
+  HandleRunner(infer::Executor& e, int64_t o) : CpuRunner(e), overhead(o) {}
+  void prepare(int b, Precision p) override {
+    paid = overhead;
+    CpuRunner::prepare(b, p);
+  }
+  int64_t overhead_bytes() const override { return paid ? 0 : overhead; }
+};
+}  // namespace
+
+TEST(Governor, PlansTheHandleOverheadUntilItIsPaid) {
+  infer::HostAllocator host;
+  infer::BudgetedAllocator alloc(host);
+  infer::Executor exec(small_cnn(), alloc);
+  const int64_t plan8 = int64_t(exec.model().bytes_needed(8, Precision::FP32));
+  const int64_t overhead = int64_t(exec.model().bytes_needed(16, Precision::FP32)) - plan8;
+  HandleRunner runner(exec, overhead);
+  // Room for a batch of 8 and the handles; without counting them, 16 would seem to fit.
+  const int64_t margin = 1000, capacity = plan8 + overhead + margin;
+  Governor::Options o = options(16);
+  o.budget = 0;
+  o.safety_margin = margin;
+  std::vector<std::string> log;
+  Governor gov(o, runner, alloc, [&] { return MemoryReading{capacity - int64_t(alloc.used()) - runner.paid, capacity}; },
+               [&](const std::string& l) { log.push_back(l); });
+  gov.start();
+  EXPECT_EQ(gov.batch(), 8);
+  EXPECT_EQ(gov.bytes_needed(8, Precision::FP32), plan8 + overhead);
+  std::vector<float> out(40 * 10, NAN);
+  const auto in = images(40);
+  gov.infer(40, out.data(), [&](int first, int count, float* o) { exec.run(in.data() + first * 3 * 16 * 16, count, o); });
+  expect_close(out, reference(40, Precision::FP32), 1e-5f);
+  EXPECT_EQ(runner.paid, overhead);
+  // Paid, the handles are missing from free memory and no longer in the plan: not counted twice.
+  EXPECT_EQ(gov.bytes_needed(8, Precision::FP32), plan8);
+  EXPECT_EQ(gov.events().size(), 1u) << log.back();  // the plan, and no shrink
+  EXPECT_EQ(gov.batch(), 8);
+}
+
+TEST(Governor, StagingHeldOutsideTheAllocatorIsNotCountedTwice) {
+  Governor::Options o = options(32);
+  o.budget = 0;
+  o.safety_margin = 1000;
+  o.extra_bytes_per_image = 5000;  // the GPU preprocessing's staging, planned per image
+  int64_t staging = 0;
+  o.staging_bytes = [&] { return staging; };
+  Harness h(o);
+  h.capacity = h.need(32, Precision::FP32) + 1000;
+  h.gov->start();
+  ASSERT_EQ(h.gov->batch(), 32);
+  // The preprocessing allocates the staging it was planned for: device memory the
+  // allocator does not see, so missing from free memory.
+  staging = 32 * 5000;
+  h.taken = staging;
+  expect_close(run_all(h, 96), reference(96, Precision::FP32), 1e-5f);
+  EXPECT_EQ(h.count("shrink"), 0) << h.log.back();
+  EXPECT_EQ(h.gov->batch(), 32);
+  // Memory another process takes still counts.
+  h.taken = staging + h.need(32, Precision::FP32) - h.need(8, Precision::FP32);
+  run_all(h, 32);
+  EXPECT_GE(h.count("shrink"), 1);
+  EXPECT_LE(h.gov->batch(), 8);
+}
+
 TEST(Governor, FaultPlanParsesAndRejects) {
   const FaultPlan f = FaultPlan::parse("fail_alloc=3;fail_batch=2,5;budget_at=4:64MiB,9:none");
   EXPECT_EQ(f.fail_alloc_at, 3);

@@ -92,9 +92,11 @@ struct CudaExecutor::Prepared {
   ResolvedGraph graph;
   CudaLayout layout;
   Buffer weights, arena, workspace;
-  kernels::PinnedBuffer h_in, h_out;  // pinned staging for run() with host data
-  std::optional<cuda::CudnnHandle> cudnn;
-  std::optional<cuda::CublasHandle> cublas;
+  kernels::PinnedBuffer h_in, h_out;  // pinned staging: h_in for run() only, allocated there
+  std::optional<kernels::Event> done;  // blocking sync: a host wait sleeps, not spins a core
+  const cuda::CudnnHandle* cudnn = nullptr;    // the executor's, kept across preparations
+  const cuda::CublasHandle* cublas = nullptr;  // null when the graph has no Gemm/MatMul
+  const void* input = nullptr;  // run_device's input when read in place (no copy into the arena)
   std::vector<std::unique_ptr<ConvState>> conv;  // per step; null for other kinds
   cudaStream_t bound_stream = nullptr;
   bool stream_bound = false;
@@ -108,6 +110,7 @@ struct CudaExecutor::Prepared {
 
   char* where(int v) const {
     const Value& val = graph.values[v];
+    if (input && layout.storage[v] == graph.input) return static_cast<char*>(const_cast<void*>(input));
     return (val.constant ? weights.data() : arena.data()) + layout.offset[v];
   }
   char* cublas_ws() const { return workspace.data(); }
@@ -239,7 +242,7 @@ struct CudaExecutor::Prepared {
                                                                     c.algo, ws, c.algo_bytes, &zero, c.y, y, c.bias,
                                                                     bias, c.relu, c.y, y);
       if (r == CUDNN_STATUS_SUCCESS) return;
-      if (r == CUDNN_STATUS_ALLOC_FAILED) IMGPIPE_CUDNN_CHECK(r);  // the governor's signal
+      if (kernels::is_out_of_memory(r)) IMGPIPE_CUDNN_CHECK(r);  // the governor's signal
       // No fused kernel for this algorithm/configuration: a separate epilogue from now on
       // (the plain call below reports any real error in the descriptors).
       c.fused = false;
@@ -424,10 +427,47 @@ struct CudaExecutor::Prepared {
 };
 
 // ---------------------------------------------------------------- executor ---------
-CudaExecutor::CudaExecutor(Model model, int device, Allocator& device_allocator, CudaOptions options)
-    : model_(std::move(model)), device_(device), allocator_(device_allocator), options_(options) {}
+struct CudaExecutor::Handles {
+  std::optional<cuda::CudnnHandle> cudnn;
+  std::optional<cuda::CublasHandle> cublas;
+};
 
-CudaExecutor::~CudaExecutor() { release(); }
+CudaExecutor::CudaExecutor(Model model, int device, Allocator& device_allocator, CudaOptions options)
+    : model_(std::move(model)), device_(device), allocator_(device_allocator), options_(options),
+      handles_(std::make_unique<Handles>()) {}
+
+CudaExecutor::~CudaExecutor() {
+  release();
+  if (!handles_->cudnn) return;
+  int previous = 0;
+  const bool known = cudaGetDevice(&previous) == cudaSuccess;
+  if (known && previous != device_) (void)IMGPIPE_CUDA_CHECK_NOTHROW(cudaSetDevice(device_));
+  handles_.reset();
+  if (known && previous != device_) (void)IMGPIPE_CUDA_CHECK_NOTHROW(cudaSetDevice(previous));
+}
+
+size_t CudaExecutor::overhead_bytes() const { return handles_ready_ ? 0 : options_.handle_overhead_estimate; }
+
+namespace {
+size_t free_device_bytes() {
+  size_t free = 0, total = 0;
+  if (cudaMemGetInfo(&free, &total) != cudaSuccess) (void)cudaGetLastError();
+  return free;
+}
+}  // namespace
+
+void CudaExecutor::create_handles(bool with_cublas) {
+  const size_t before = free_device_bytes();
+  if (!handles_->cudnn) handles_->cudnn.emplace();
+  if (with_cublas && !handles_->cublas) {
+    handles_->cublas.emplace();
+    // fp32 GEMMs stay fp32 (no TF32); fp16 ones use tensor cores with fp32 accumulation.
+    IMGPIPE_CUBLAS_CHECK(cublasSetMathMode(*handles_->cublas, CUBLAS_DEFAULT_MATH));
+  }
+  const size_t after = free_device_bytes();
+  handle_bytes_ += before > after ? before - after : 0;
+  handles_ready_ = true;
+}
 
 void CudaExecutor::release() noexcept {
   if (!state_) return;
@@ -482,10 +522,15 @@ void CudaExecutor::prepare(int batch, Precision p) {
   cuda::DeviceGuard guard(device_);
   const MemoryPlan plan = s->layout.plan;  // a copy: used after s is gone
   try {
+    // The handles first, once per executor: what they take is measured then, and a device
+    // too full for them is out of memory like a refused cudaMalloc (CHECK_CREATE).
+    create_handles(s->layout.cublas_bytes > 0);
+    s->cudnn = &*handles_->cudnn;
+    s->done.emplace(cudaEventDisableTiming | cudaEventBlockingSync);
+    if (s->layout.cublas_bytes) s->cublas = &*handles_->cublas;
     s->weights = Buffer(allocator_, plan.weight_bytes);
     s->arena = Buffer(allocator_, plan.arena_bytes);
     s->workspace = Buffer(allocator_, plan.workspace_bytes);
-    s->h_in = kernels::PinnedBuffer(static_cast<size_t>(model_.input_size() * batch) * sizeof(float));
     s->h_out = kernels::PinnedBuffer(static_cast<size_t>(model_.output_size() * batch) * sizeof(float));
 
     // Weights: fp16 converted on the host with the CPU backend's rounding, so both
@@ -504,18 +549,12 @@ void CudaExecutor::prepare(int batch, Precision p) {
       }
     }
 
-    s->cudnn.emplace();
-    if (s->layout.cublas_bytes) {
-      s->cublas.emplace();
-      // fp32 GEMMs stay fp32 (no TF32); fp16 ones use tensor cores with fp32 accumulation.
-      IMGPIPE_CUBLAS_CHECK(cublasSetMathMode(*s->cublas, CUBLAS_DEFAULT_MATH));
-    }
     s->conv.resize(s->graph.steps.size());
     for (size_t k = 0; k < s->graph.steps.size(); ++k)
       if (s->layout.steps[k].kind == CudaStep::Kind::Conv) s->prepare_conv(k);
   } catch (const kernels::CudaOutOfMemory&) {
-    // cuDNN/cuBLAS handles or pinned staging: the same signal to the governor as a
-    // refused device allocation.
+    // cuDNN/cuBLAS handles and descriptors or pinned staging: the same signal to the
+    // governor as a refused device allocation.
     s.reset();
     size_t free = 0, total = 0;
     if (cudaMemGetInfo(&free, &total) != cudaSuccess) (void)cudaGetLastError();
@@ -533,9 +572,12 @@ void CudaExecutor::enqueue(const void* d_input, bool input_fp16, int batch_n, cu
     throw std::invalid_argument("this model mixes images across the batch; run full batches of " +
                                 std::to_string(s.batch));
   s.bind(stream);
-  if (d_input)
-    cuda::convert(d_input, input_fp16 ? DType::F16 : DType::F32, s.where(s.graph.input), s.dtype,
-                  model_.input_size() * batch_n, stream);
+  s.input = nullptr;
+  const DType in_type = input_fp16 ? DType::F16 : DType::F32;
+  if (d_input && in_type == s.dtype)
+    s.input = d_input;  // read in place: no device-to-device copy into the arena
+  else if (d_input)
+    cuda::convert(d_input, in_type, s.where(s.graph.input), s.dtype, model_.input_size() * batch_n, stream);
   for (size_t k = 0; k < s.graph.steps.size(); ++k) s.run_step(k, batch_n, stream);
 }
 
@@ -555,7 +597,8 @@ void CudaExecutor::download(int batch_n, float* h_output, cudaStream_t stream) {
     out = s.scratch();
   }
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.h_out.get(), out, static_cast<size_t>(out_n) * 4, cudaMemcpyDeviceToHost, stream));
-  IMGPIPE_CUDA_CHECK(cudaStreamSynchronize(stream));
+  s.done->record(stream);
+  s.done->synchronize();
   std::memcpy(h_output, s.h_out.get(), static_cast<size_t>(out_n) * 4);
 }
 
@@ -575,7 +618,11 @@ void CudaExecutor::run(const float* h_input, int batch_n, float* h_output, cudaS
   if (batch_n < 1 || batch_n > s.batch)
     throw std::invalid_argument("batch_n " + std::to_string(batch_n) + " outside 1.." + std::to_string(s.batch));
   const int64_t in_n = model_.input_size() * batch_n;
+  // Pinned staging only for this path (the pipeline hands device tensors to run_device).
+  const size_t h_in_bytes = static_cast<size_t>(model_.input_size() * s.batch) * sizeof(float);
+  if (s.h_in.size() < h_in_bytes) s.h_in = kernels::PinnedBuffer(h_in_bytes);
   std::memcpy(s.h_in.get(), h_input, static_cast<size_t>(in_n) * 4);
+  s.input = nullptr;  // the arena's input slot, not a previous run_device's tensor
   // fp32 storage: straight into the arena; fp16: through the scratch and a conversion.
   void* d_staging = s.dtype == DType::F32 ? static_cast<void*>(s.where(s.graph.input)) : s.scratch();
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(d_staging, s.h_in.get(), static_cast<size_t>(in_n) * 4, cudaMemcpyHostToDevice, stream));

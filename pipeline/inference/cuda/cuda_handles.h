@@ -1,7 +1,9 @@
 #pragma once
 // Move-only owners of cuDNN and cuBLAS handles and descriptors (unique_ptr with a deleter,
-// as kernels/cuda_resources.h does for buffers and streams). Creation failures throw
-// kernels::CudaError / CudaOutOfMemory; destruction never throws (failures are logged).
+// as kernels/cuda_resources.h does for buffers and streams). A creation failure throws
+// kernels::CudaOutOfMemory whatever the status (cudnnCreate/cublasCreate report a full device
+// as NOT_INITIALIZED or EXECUTION_FAILED_CUDART), so the governor shrinks instead of aborting;
+// destruction never throws (failures are logged).
 #include <cublas_v2.h>
 #include <cudnn.h>
 
@@ -28,7 +30,7 @@ class CudnnObject {
  public:
   CudnnObject() {
     H h = nullptr;
-    IMGPIPE_CUDNN_CHECK(Create(&h));
+    IMGPIPE_CUDA_CHECK_CREATE(Create(&h));
     ptr_.reset(h);
   }
   H get() const noexcept { return ptr_.get(); }
@@ -51,7 +53,7 @@ class CublasHandle {
  public:
   CublasHandle() {
     cublasHandle_t h = nullptr;
-    IMGPIPE_CUBLAS_CHECK(cublasCreate(&h));
+    IMGPIPE_CUDA_CHECK_CREATE(cublasCreate(&h));
     ptr_.reset(h);
   }
   cublasHandle_t get() const noexcept { return ptr_.get(); }

@@ -22,6 +22,9 @@ struct CudaOptions {
   size_t cudnn_workspace_cap = size_t{64} << 20;
   /// Workspace handed to cuBLAS (cublasSetWorkspace) when the graph has Gemm/MatMul.
   size_t cublas_workspace = size_t{4} << 20;
+  /// Device memory the cuDNN/cuBLAS handles and the kernel modules they load take, planned
+  /// until the first prepare() has created them (CudaExecutor::overhead_bytes()).
+  size_t handle_overhead_estimate = size_t{128} << 20;
 };
 
 /// Byte alignment of every tensor in the weight buffer, the arena and the workspace.
