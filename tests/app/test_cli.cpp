@@ -144,8 +144,8 @@ TEST(Cli, ResumeAfterKillGivesByteIdenticalOutputs) {
 
   const auto resumed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"));
   ASSERT_EQ(resumed.code, 0) << resumed.output;
-  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["resumed"], 14);
-  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["written"], 16);
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["session"]["resumed"], 14);
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["session"]["written"], 16);
   EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "resumed"));
 
   // A different preprocessing must not be mixed into the same folder.
