@@ -185,13 +185,14 @@ class Job {
       rc = kExitRuntime;
     }
     wall_s_ = seconds_since(t0);
+    stopped_by_ = rc == kExitInterrupt || rc == kExitTerminate || rc == kExitHangup ? stop_.signal() : 0;
     try {
       write_report(rc);
     } catch (const std::exception& e) {
       log_.error("cannot write report: %s", e.what());
       if (rc == kExitOk) rc = kExitRuntime;
     }
-    if (stop_.signal()) {
+    if (stopped_by_) {
       log_.notice("interrupted after %zu images; rerun the same command to resume", dir_.images() - resumed_);
       return rc;
     }
@@ -393,7 +394,7 @@ class Job {
     }
     if (stop_.signal()) {  // the open shard and its batches in flight are dropped
       progress.finish(done, skipped_);
-      return 128 + stop_.signal();
+      return stop_.signal() == SIGINT ? kExitInterrupt : stop_.signal() == SIGTERM ? kExitTerminate : kExitHangup;
     }
     if (worker_failed) throw std::runtime_error("decode thread failed: " + worker_error);
     flush(batch, shard);
@@ -493,7 +494,7 @@ class Job {
         {"tool", "imgpipe"},
         {"version", version()},
         {"exit_code", rc},
-        {"interrupted", stop_.signal() ? json(signal_name(stop_.signal())) : json(false)},
+        {"interrupted", stopped_by_ ? json(signal_name(stopped_by_)) : json(false)},
         {"warnings", warnings_},
         {"device", device_},
         {"device_reason", device_reason_},
@@ -526,7 +527,7 @@ class Job {
     f.commit();
   }
 
-  StopSignals stop_;  // first: blocks the stop signals before any thread starts
+  StopSignals stop_;
   const Config& cfg_;
   RunOptions opt_;
   Log log_;
@@ -541,7 +542,7 @@ class Job {
   std::unique_ptr<ModelStage> model_;
   std::vector<uint8_t> host_batch_;
   std::vector<float> model_out_;
-  int batch_size_ = 1, threads_ = 1;
+  int batch_size_ = 1, threads_ = 1, stopped_by_ = 0;  // stopped_by_: the signal that stopped the run
   size_t shards_ = 0, resumed_ = 0, written_ = 0, skipped_ = 0, batches_ = 0, queue_peak_ = 0;
   double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;
 };

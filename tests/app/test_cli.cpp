@@ -96,6 +96,7 @@ TEST(Cli, OnErrorFailStopsWithItsExitCode) {
                          "/data/sample --set output.dir=" + out.path().string() + " --set decode.on_error=fail");
   EXPECT_EQ(r.code, 3) << r.output;
   EXPECT_NE(r.output.find("corrupt_truncated.jpg"), std::string::npos);
+  EXPECT_EQ(r.output.find("warning: skipped"), std::string::npos) << r.output;  // it stops, not skips
   EXPECT_FALSE(fs::exists(out / "index-00000.csv"));  // the shard with the bad image is not complete
   for (const auto& e : fs::directory_iterator(out.path())) EXPECT_NE(e.path().extension(), ".partial") << e.path();
 }
