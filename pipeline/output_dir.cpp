@@ -42,7 +42,8 @@ std::string config_fingerprint(const Config& c) {
   f.progress = ProgressMode::Auto;
   f.input.path = fs::absolute(c.input.path).lexically_normal().string();
   f.output.dir.clear();
-  return to_yaml(f);
+  const std::string yaml = to_yaml(f);
+  return is_utf8(yaml) ? yaml : "base64 of a config that is not UTF-8: " + base64(yaml);  // JSON holds only UTF-8
 }
 
 /// One hash per shard over its inputs' paths, sizes and modification times (FNV-1a).
