@@ -96,7 +96,7 @@ TEST(OutputDir, SecondRunIntoABusyFolderExitsTwoAndTheFirstCompletesIntact) {
   const std::string args = base_args(tmp.path() / "in") + " --set output.images_per_shard=4";
   ASSERT_EQ(run_imgpipe("-q " + args + " --set output.dir=" + (tmp / "solo")).code, 0);
 
-  Child first = spawn(args + " --set output.dir=" + (tmp / "busy"), "IMGPIPE_TEST_DELAY_MS=60", tmp / "first.log");
+  Child first = spawn(args + " --set output.dir=" + (tmp / "busy"), "IMGPIPE_TEST_DELAY_MS=150", tmp / "first.log");
   ASSERT_TRUE(wait_for(tmp / "busy/index-00000.csv")) << first.output();
   // The same command, and one that asks to overwrite: both refused, nothing touched.
   for (const std::string extra : {"", " --set output.mode=overwrite"}) {
