@@ -165,14 +165,13 @@ class Job {
       if (!dir_.complete(pos / per_shard)) work.push_back(pos);
     resumed_ = inputs_.size() - work.size();
     int rc = kExitOk;
-    if (work.empty() && !inputs_.empty()) {
-      log_.info("nothing to do: all %zu images already in %s", inputs_.size(), cfg_.output.dir.c_str());
-    } else if (!work.empty()) {
+    if (!work.empty())
       log_.info("%zu images in %s (%zu shard%s of up to %zu); %zu to do%s; device %s (%s); %d decode threads",
                 inputs_.size(), cfg_.input.path.c_str(), shards_, shards_ == 1 ? "" : "s", per_shard, work.size(),
                 resumed_ ? (", " + std::to_string(resumed_) + " already done").c_str() : "", device_.c_str(),
                 device_reason_.c_str(), threads_);
-    }
+    else if (!inputs_.empty())
+      log_.info("nothing to do: all %zu images already in %s", inputs_.size(), cfg_.output.dir.c_str());
     try {
       if (!work.empty()) rc = process(work);
       if (rc == kExitOk) merge_predictions();
