@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
       "imgpipe: streams a folder of images through decode, preprocessing and (optionally) an ONNX model.\n"
       "Exit codes: 0 success (corrupt images skipped and listed in report.json), 1 runtime failure\n"
       "(completed shards kept; rerun to resume), 2 bad config or usage, 3 an image failed to decode\n"
-      "under decode.on_error: fail, 4 out of device memory at the smallest batch and precision."};
+      "under decode.on_error: fail, 4 out of device memory at the smallest batch and precision,\n"
+      "129/130/143 stopped by SIGHUP/SIGINT/SIGTERM (complete shards kept; rerun to resume)."};
   std::string config_file;
   std::vector<std::string> overrides;
   std::string device;

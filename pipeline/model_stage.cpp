@@ -32,8 +32,6 @@ MemoryReading host_memory() {
   return m;
 }
 
-std::string json_escape(const std::string& s) { return nlohmann::json(s).dump(); }
-
 constexpr int kCpuAutoBatchCap = 32;
 
 }  // namespace
@@ -269,10 +267,12 @@ std::string ModelStage::prediction_line(const std::string& path, const float* ou
       line += "," + csv_field(label(idx[size_t(i)])) + "," + score;
     }
   } else {
-    line = "{\"path\": " + json_escape(path) + ", \"top\": [";
+    // A name that is not UTF-8 also comes exactly, as base64 (see README, Output).
+    line = "{\"path\": " + json_string(path) + (is_utf8(path) ? "" : ", \"path_b64\": \"" + base64(path) + "\"") +
+           ", \"top\": [";
     for (int i = 0; i < k; ++i) {
       std::snprintf(score, sizeof score, "%.6g", double(out[idx[size_t(i)]]));
-      line += std::string(i ? ", " : "") + "{\"label\": " + json_escape(label(idx[size_t(i)])) + ", \"score\": " + score + "}";
+      line += std::string(i ? ", " : "") + "{\"label\": " + json_string(label(idx[size_t(i)])) + ", \"score\": " + score + "}";
     }
     line += "]}";
   }

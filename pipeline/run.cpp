@@ -13,11 +13,8 @@
 #include <cstdarg>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <fstream>
 #include <memory>
-#include <regex>
-#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,13 +24,15 @@
 #include "device_query.h"
 #include "governor.h"
 #include "model_stage.h"
+#include "output_dir.h"
 #include "placement.h"
 #include "preprocess.h"
 #include "progress.h"
+#include "shard_writer.h"
 #include "sinks.h"
 #include "source.h"
+#include "stop_signals.h"
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace imgpipe {
@@ -49,6 +48,13 @@ class Log {
   Log(FILE* out, bool quiet) : out_(out), quiet_(quiet) {}
   void info(const char* fmt, ...) const {
     if (quiet_) return;
+    va_list ap;
+    va_start(ap, fmt);
+    emit("", fmt, ap);
+    va_end(ap);
+  }
+  /// Shown even with --quiet.
+  void notice(const char* fmt, ...) const {
     va_list ap;
     va_start(ap, fmt);
     emit("", fmt, ap);
@@ -91,40 +97,6 @@ struct StageTimes {
   std::atomic<int64_t> decode_ns{0}, preprocess_ns{0};
 };
 
-std::string shard_name(const Config& c, const char* kind, size_t shard, const char* ext) {
-  char buf[96];
-  const std::string part = c.input.shard_count > 1 ? "part" + std::to_string(c.input.shard_index) + "-" : "";
-  std::snprintf(buf, sizeof buf, "%s%s-%05zu.%s", part.c_str(), kind, shard, ext);
-  return buf;
-}
-
-const char* npy_descr(kernels::DType t) {
-  return t == kernels::DType::F32 ? "<f4" : t == kernels::DType::F16 ? "<f2" : "|u1";
-}
-
-/// What must be equal between a run and the run it resumes: everything that changes what
-/// is written where. Threads, progress, budgets and the device do not.
-std::string fingerprint(const Config& c, size_t inputs) {
-  Config f = c;
-  f.decode = DecodeConfig{};
-  f.device = DeviceKind::Auto;
-  f.device_index = 0;
-  f.precision = PrecisionMode::Auto;
-  f.batch = BatchConfig{};
-  f.memory = MemoryConfig{};
-  f.output.mode = OutputMode::Resume;
-  f.output.report = true;
-  f.progress = ProgressMode::Auto;
-  f.input.path = fs::absolute(c.input.path).lexically_normal().string();
-  f.output.dir.clear();
-  return to_yaml(f) + "inputs: " + std::to_string(inputs) + "\n";
-}
-
-bool is_our_file(const std::string& name) {
-  static const std::regex ours(R"((part\d+-)?(tensors|outputs|index|predictions)(-\d{5})?\.(npy|csv|jsonl)(\.partial)?|)"
-                               R"((report|manifest)\.json(\.partial)?)");
-  return std::regex_match(name, ours);
-}
 
 int64_t peak_rss_bytes() {
   rusage ru{};
@@ -132,23 +104,11 @@ int64_t peak_rss_bytes() {
   return int64_t(ru.ru_maxrss) * 1024;
 }
 
-// The shard being written: its tensor file, and its index entries in input order.
-struct OpenShard {
-  size_t id = SIZE_MAX;
-  std::unique_ptr<NpyWriter> tensors, outputs;
-  std::string predictions;  // the shard's prediction lines, committed with the shard
-  struct Entry {
-    size_t pos;
-    int64_t row;  // -1 when skipped
-    std::string error;
-  };
-  std::vector<Entry> entries;
-};
 
 class Job {
  public:
   Job(const Config& cfg, const RunOptions& opt, FILE* log)
-      : cfg_(cfg), opt_(opt), log_(log, opt.quiet), params_(preprocess_params(cfg.preprocess)) {}
+      : cfg_(cfg), opt_(opt), log_(log, opt.quiet), params_(preprocess_params(cfg.preprocess)), dir_(cfg) {}
 
   int run() {
     const auto t0 = Clock::now();
@@ -183,19 +143,37 @@ class Job {
         return kExitOutOfMemory;
       }
     }
-    if (int rc = prepare_output(); rc != kExitOk) return rc;
+    try {
+      std::string error;
+      if (int rc = dir_.open(inputs_, error); rc != kExitOk) {
+        log_.error("%s", error.c_str());
+        return rc;
+      }
+    } catch (const std::exception& e) {
+      log_.error("output.dir '%s': %s", cfg_.output.dir.c_str(), e.what());
+      return kExitRuntime;
+    }
+    if (inputs_.empty()) {
+      std::string exts;
+      for (const auto& e : cfg_.input.extensions) exts += (exts.empty() ? "" : ", ") + e;
+      warnings_.push_back("no images found in " + cfg_.input.path + " (extensions: " + exts + ")");
+      log_.warn("%s", warnings_.back().c_str());
+    }
 
     std::vector<size_t> work;  // positions still to do, in input order
     for (size_t pos = 0; pos < inputs_.size(); ++pos)
-      if (!done_shards_.count(pos / per_shard)) work.push_back(pos);
+      if (!dir_.complete(pos / per_shard)) work.push_back(pos);
     resumed_ = inputs_.size() - work.size();
-    log_.info("%zu images in %s (%zu shards of up to %zu); %zu to do%s; device %s (%s); %d decode threads",
-              inputs_.size(), cfg_.input.path.c_str(), shards_, per_shard, work.size(),
-              resumed_ ? (", " + std::to_string(resumed_) + " already done").c_str() : "", device_.c_str(),
-              device_reason_.c_str(), threads_);
     int rc = kExitOk;
+    if (!work.empty())
+      log_.info("%zu images in %s (%zu shard%s of up to %zu); %zu to do%s; device %s (%s); %d decode threads",
+                inputs_.size(), cfg_.input.path.c_str(), shards_, shards_ == 1 ? "" : "s", per_shard, work.size(),
+                resumed_ ? (", " + std::to_string(resumed_) + " already done").c_str() : "", device_.c_str(),
+                device_reason_.c_str(), threads_);
+    else if (!inputs_.empty())
+      log_.info("nothing to do: all %zu images already in %s", inputs_.size(), cfg_.output.dir.c_str());
     try {
-      rc = process(work);
+      if (!work.empty()) rc = process(work);
       if (rc == kExitOk) merge_predictions();
     } catch (const GovernorStop& e) {
       log_.error("out of memory: %s (completed shards are kept; rerun with a larger memory.device_budget to resume)",
@@ -206,14 +184,19 @@ class Job {
       rc = kExitRuntime;
     }
     wall_s_ = seconds_since(t0);
+    stopped_by_ = rc == kExitInterrupt || rc == kExitTerminate || rc == kExitHangup ? stop_.signal() : 0;
     try {
       write_report(rc);
     } catch (const std::exception& e) {
       log_.error("cannot write report: %s", e.what());
       if (rc == kExitOk) rc = kExitRuntime;
     }
+    if (stopped_by_) {
+      log_.notice("interrupted after %zu images; rerun the same command to resume", dir_.images() - resumed_);
+      return rc;
+    }
     log_.info("%zu written, %zu skipped, %zu resumed in %.2fs (%.1f images/s); output in %s", written_,
-              skipped_.size(), resumed_, wall_s_, wall_s_ > 0 ? double(written_ + skipped_.size()) / wall_s_ : 0.0,
+              skipped_, resumed_, wall_s_, wall_s_ > 0 ? double(written_ + skipped_) / wall_s_ : 0.0,
               cfg_.output.dir.c_str());
     return rc;
   }
@@ -255,43 +238,6 @@ class Job {
     std::printf("device: %s (%s)\nbatch: %d\ndecode_threads: %d\nhost_budget: %s\n", device_.c_str(),
                 device_reason_.c_str(), batch_size_, threads_, format_bytes(cfg_.memory.host_budget).c_str());
     if (model_) std::printf("%s", model_->describe_plan().c_str());
-    return kExitOk;
-  }
-
-  int prepare_output() {
-    const fs::path dir(cfg_.output.dir);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec || !fs::is_directory(dir)) {
-      log_.error("cannot create output.dir '%s': %s", cfg_.output.dir.c_str(), ec.message().c_str());
-      return kExitConfig;
-    }
-    const std::string fp = fingerprint(cfg_, inputs_.size());
-    const fs::path manifest = dir / "manifest.json";
-    for (const auto& e : fs::directory_iterator(dir)) {
-      const std::string name = e.path().filename().string();
-      if (!is_our_file(name)) continue;
-      // Leftovers of a killed run are never trusted; with overwrite, nothing is.
-      const bool partial = name.size() > 8 && name.compare(name.size() - 8, 8, ".partial") == 0;
-      if (partial || cfg_.output.mode == OutputMode::Overwrite) fs::remove(e.path());
-    }
-    if (fs::exists(manifest)) {
-      std::ifstream in(manifest);
-      json m = json::parse(in, nullptr, false);
-      if (m.is_discarded() || m.value("fingerprint", "") != fp) {
-        log_.error("output.dir '%s' holds the output of a run with a different configuration or input list; "
-                   "use --set output.mode=overwrite to replace it, or choose another output.dir",
-                   cfg_.output.dir.c_str());
-        return kExitConfig;
-      }
-    } else {
-      AtomicFile f(manifest.string());
-      f.write(json{{"tool", "imgpipe"}, {"version", version()}, {"fingerprint", fp}}.dump(2) + "\n");
-      f.commit();
-    }
-    // A shard is complete when its index exists: the index is always committed last.
-    for (size_t s = 0; s < shards_; ++s)
-      if (fs::exists(dir / shard_name(cfg_, "index", s, "csv"))) done_shards_.insert(s);
     return kExitOk;
   }
 
@@ -352,17 +298,16 @@ class Job {
   }
 
   int batch_size() const { return model_ ? model_->batch() : gpu_ ? batch_size_ : 1; }
-  const char* prediction_ext() const { return cfg_.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl"; }
 
-  // After a complete run: all shards' predictions in one file, in input order.
+  // After a complete run: all of this part's shards' predictions in one file, in input
+  // order. A part cannot know whether the other parts are done, so nothing spans parts.
   void merge_predictions() {
     if (!model_ || !model_->writes_predictions()) return;
-    const fs::path dir(cfg_.output.dir);
-    const std::string part = cfg_.input.shard_count > 1 ? "part" + std::to_string(cfg_.input.shard_index) + "-" : "";
-    AtomicFile all((dir / (part + "predictions." + prediction_ext())).string());
+    const char* ext = cfg_.output.predictions == PredictionFormat::Csv ? "csv" : "jsonl";
+    AtomicFile all(dir_.file(std::string("predictions.") + ext));
     all.write(model_->prediction_header());
     for (size_t s = 0; s < shards_; ++s) {
-      std::ifstream in(dir / shard_name(cfg_, "predictions", s, prediction_ext()));
+      std::ifstream in(dir_.shard_file("predictions", s, ext));
       std::string line;
       if (!model_->prediction_header().empty()) std::getline(in, line);  // the shard's header
       while (std::getline(in, line)) all.write(line + "\n");
@@ -394,81 +339,76 @@ class Job {
     struct Joiner {  // stop and join the workers however this function is left
       OrderedByteQueue<Item>& q;
       std::vector<std::thread>& ws;
+      StopSignals& stop;
       ~Joiner() {
+        stop.on_stop({});
         q.close();
         for (auto& w : ws) w.join();
       }
-    } joiner{queue, workers};
+    } joiner{queue, workers, stop_};
+    // A signal closes the queue: the decode threads stop at their next push, and the loop
+    // below at its next pop, dropping the open shard (its .partial files are removed).
+    stop_.on_stop([&queue] { queue.close(); });
 
     Progress progress(opt_.quiet ? ProgressMode::Off : cfg_.progress, work.size());
     const size_t per_shard = size_t(cfg_.output.images_per_shard);
-    OpenShard shard;
+    ShardWriter shard(dir_, cfg_, params_, model_.get(), inputs_);
     std::vector<Item> batch;
     size_t done = 0;
-    // Test hook: IMGPIPE_TEST_KILL_AFTER=N kills the process (SIGKILL, no clean-up) after
-    // N images, so tests can check that a rerun resumes to byte-identical outputs.
+    // Test hooks: IMGPIPE_TEST_KILL_AFTER=N kills the process (SIGKILL, no clean-up) after
+    // N images, so tests can check that a rerun resumes to byte-identical outputs;
+    // IMGPIPE_TEST_DELAY_MS=M waits M ms after each image, so tests can act during a run.
     const char* kill_env = std::getenv("IMGPIPE_TEST_KILL_AFTER");
     const size_t kill_after = kill_env ? size_t(std::strtoull(kill_env, nullptr, 10)) : SIZE_MAX;
-    for (size_t seq = 0; seq < work.size(); ++seq) {
+    const char* delay_env = std::getenv("IMGPIPE_TEST_DELAY_MS");
+    const auto delay = std::chrono::milliseconds(delay_env ? std::strtoll(delay_env, nullptr, 10) : 0);
+    for (size_t seq = 0; seq < work.size() && !stop_.signal(); ++seq) {
       auto item = queue.pop();
       if (!item) break;
       const size_t s = item->pos / per_shard;
-      if (s != shard.id) {
+      if (s != shard.id()) {
         flush(batch, shard);
-        if (shard.id != SIZE_MAX) close_shard(shard);
-        open_shard(shard, s);
+        if (shard.is_open()) close_shard(shard);
+        shard.open(s);
       }
       ++done;
       if (!item->error.empty()) {
         const std::string& path = inputs_[item->pos];
-        skipped_.push_back({path, item->error});
-        shard.entries.push_back({item->pos, -1, item->error});
-        if (skipped_.size() <= 50) log_.warn("skipped %s: %s", path.c_str(), item->error.c_str());
-        if (skipped_.size() == 50) log_.warn("further skipped images are listed in report.json only");
         if (cfg_.decode.on_error == OnError::Fail) {
-          log_.error("stopping: %s could not be decoded and decode.on_error is fail (completed shards kept; "
+          log_.error("stopping: %s could not be decoded (%s) and decode.on_error is fail (completed shards kept; "
                      "fix or remove the file and rerun to resume)",
-                     path.c_str());
-          progress.finish(done, skipped_.size());
+                     path.c_str(), item->error.c_str());
+          progress.finish(done, skipped_);
           return kExitBadImage;  // the open shard is dropped: its .partial files are removed
         }
+        ++skipped_;
+        shard.add_skipped(item->pos, item->error);
+        if (skipped_ <= 50) log_.warn("skipped %s: %s", path.c_str(), item->error.c_str());
+        if (skipped_ == 50) log_.warn("further skipped images are listed in report.json only");
       } else {
-        shard.entries.push_back({item->pos, 0, {}});
+        shard.add_image(item->pos);
         batch.push_back(std::move(*item));
         if (int(batch.size()) >= batch_size()) flush(batch, shard);
       }
-      progress.update(done, skipped_.size());
+      progress.update(done, skipped_);
       if (done == kill_after) std::raise(SIGKILL);
+      if (delay.count()) std::this_thread::sleep_for(delay);
+    }
+    if (stop_.signal()) {  // the open shard and its batches in flight are dropped
+      progress.finish(done, skipped_);
+      return stop_.signal() == SIGINT ? kExitInterrupt : stop_.signal() == SIGTERM ? kExitTerminate : kExitHangup;
     }
     if (worker_failed) throw std::runtime_error("decode thread failed: " + worker_error);
     flush(batch, shard);
-    if (shard.id != SIZE_MAX) close_shard(shard);
+    if (shard.is_open()) close_shard(shard);
     queue_peak_ = queue.peak_bytes();
-    progress.finish(done, skipped_.size());
+    progress.finish(done, skipped_);
     return kExitOk;
-  }
-
-  void open_shard(OpenShard& shard, size_t id) {
-    shard.id = id;
-    shard.entries.clear();
-    shard.tensors.reset();
-    shard.outputs.reset();
-    shard.predictions.clear();
-    if (model_ && model_->writes_outputs())
-      shard.outputs = std::make_unique<NpyWriter>((fs::path(cfg_.output.dir) / shard_name(cfg_, "outputs", id, "npy")).string(),
-                                                  "<f4", std::vector<int64_t>{model_->output_size()});
-    if (cfg_.output.tensors) {
-      std::vector<int64_t> row = params_.layout == kernels::Layout::NCHW
-                                     ? std::vector<int64_t>{params_.out_channels, params_.out_h, params_.out_w}
-                                     : std::vector<int64_t>{params_.out_h, params_.out_w, params_.out_channels};
-      shard.tensors = std::make_unique<NpyWriter>((fs::path(cfg_.output.dir) / shard_name(cfg_, "tensors", id, "npy")).string(),
-                                                  npy_descr(params_.dtype), row);
-    }
   }
 
   // Hands the batch on; the batch never spans two shards. On the CPU it is finished now;
   // on the GPU it is enqueued, and the oldest batch finishes once both slots are busy.
-  void flush(std::vector<Item>& batch, OpenShard& shard) {
+  void flush(std::vector<Item>& batch, ShardWriter& shard) {
     if (batch.empty()) return;
     batches_++;
     std::vector<size_t> positions;
@@ -483,7 +423,7 @@ class Job {
       if (cuda_->in_flight() == CudaPreprocessor::kSlots) collect_one(shard);
       const auto t = Clock::now();
       // The tensor comes back to the host only to be written, or for a model on the CPU.
-      cuda_->submit(images, std::move(descs), shard.tensors != nullptr || (model_ && !model_->on_gpu()));
+      cuda_->submit(images, std::move(descs), shard.writes_tensors() || (model_ && !model_->on_gpu()));
       preprocess_s_ += seconds_since(t);
       in_flight_.push_back(std::move(positions));
     } else if (model_) {
@@ -493,8 +433,7 @@ class Job {
       finish_batch(host_batch_.data(), nullptr, positions, shard);
     } else {  // tensors only: no need to gather the rows first
       const auto t = Clock::now();
-      if (shard.tensors)
-        for (const auto& item : batch) shard.tensors->append(item.tensor.data(), 1);
+      for (const auto& item : batch) shard.append_tensors(item.tensor.data(), 1);
       write_s_ += seconds_since(t);
     }
     written_ += batch.size();
@@ -502,7 +441,7 @@ class Job {
   }
 
   // Waits for the oldest GPU batch and finishes it.
-  void collect_one(OpenShard& shard) {
+  void collect_one(ShardWriter& shard) {
     const auto t = Clock::now();
     const CudaPreprocessor::Batch b = cuda_->collect();
     preprocess_s_ += seconds_since(t);
@@ -513,53 +452,37 @@ class Job {
   // A preprocessed batch (rows in input order, on the host and/or the device): tensors,
   // model, predictions.
   void finish_batch(const void* h_tensor, const void* d_tensor, const std::vector<size_t>& positions,
-                    OpenShard& shard) {
+                    ShardWriter& shard) {
     const int n = int(positions.size());
     if (model_) {
       model_->run(h_tensor, d_tensor, n, model_out_);
       const auto t = Clock::now();
-      const int64_t out_size = model_->output_size();
-      if (shard.outputs) shard.outputs->append(model_out_.data(), n);
-      if (model_->writes_predictions())
-        for (int i = 0; i < n; ++i)
-          shard.predictions += model_->prediction_line(inputs_[positions[size_t(i)]], model_out_.data() + i * out_size);
+      shard.append_outputs(model_out_.data(), positions);
       write_s_ += seconds_since(t);
     }
     const auto t = Clock::now();
-    if (shard.tensors && h_tensor) shard.tensors->append(h_tensor, n);
+    if (h_tensor) shard.append_tensors(h_tensor, n);
     write_s_ += seconds_since(t);
   }
 
-  void close_shard(OpenShard& shard) {
+  void close_shard(ShardWriter& shard) {
     while (gpu_ && cuda_->in_flight() > 0) collect_one(shard);
     const auto t = Clock::now();
-    if (shard.tensors) shard.tensors->finish();
-    if (shard.outputs) shard.outputs->finish();
-    if (model_ && model_->writes_predictions()) {
-      AtomicFile pred((fs::path(cfg_.output.dir) / shard_name(cfg_, "predictions", shard.id, prediction_ext())).string());
-      pred.write(model_->prediction_header() + shard.predictions);
-      pred.commit();
-    }
-    AtomicFile index((fs::path(cfg_.output.dir) / shard_name(cfg_, "index", shard.id, "csv")).string());
-    std::string text = "row,path,error\n";
-    int64_t row = 0;
-    for (const auto& e : shard.entries) {
-      text += (e.row < 0 ? std::string() : std::to_string(row++)) + "," + csv_field(inputs_[e.pos]) + "," +
-              csv_field(e.error) + "\n";
-    }
-    index.write(text);
-    index.commit();
-    shard.id = SIZE_MAX;
-    shard.tensors.reset();
-    shard.outputs.reset();
+    shard.close();
     write_s_ += seconds_since(t);
   }
 
+  // The report describes the folder (this part's complete shards, of this and of earlier
+  // sessions), so a resumed run's equals a clean run's; "session" is this run alone.
   void write_report(int rc) {
     if (!cfg_.output.report) return;
     json skipped = json::array();
-    for (const auto& [path, reason] : skipped_) skipped.push_back({{"path", path}, {"reason", reason}});
-    const double processed = double(written_ + skipped_.size());
+    for (const Skip& s : dir_.skipped()) {
+      json entry = {{"path", s.path}, {"reason", s.reason}};
+      if (!is_utf8(s.path)) entry["path_b64"] = base64(s.path);
+      skipped.push_back(entry);
+    }
+    const double processed = double(written_ + skipped_);
     json memory = {{"peak_rss_bytes", peak_rss_bytes()},
                    {"host_budget_bytes", cfg_.memory.host_budget},
                    {"queue_peak_bytes", queue_peak_}};
@@ -573,14 +496,17 @@ class Job {
         {"tool", "imgpipe"},
         {"version", version()},
         {"exit_code", rc},
+        {"interrupted", stopped_by_ ? json(signal_name(stopped_by_)) : json(false)},
+        {"warnings", warnings_},
         {"device", device_},
         {"device_reason", device_reason_},
         {"counts",
          {{"inputs", inputs_.size()},
-          {"resumed", resumed_},
-          {"read", written_ + skipped_.size()},
-          {"written", written_},
-          {"skipped", skipped_.size()}}},
+          {"read", dir_.images()},
+          {"written", dir_.written()},
+          {"skipped", dir_.skipped().size()}}},
+        {"session",
+         {{"resumed", resumed_}, {"read", written_ + skipped_}, {"written", written_}, {"skipped", skipped_}}},
         {"skipped", skipped},
         {"timing_s",
          {{"list", list_s_},
@@ -598,18 +524,18 @@ class Job {
         {"output", {{"dir", cfg_.output.dir}, {"shards", shards_}}},
         {"config", to_yaml(cfg_)},
     };
-    AtomicFile f((fs::path(cfg_.output.dir) / "report.json").string());
-    f.write(report.dump(2) + "\n");
+    AtomicFile f(dir_.file("report.json"));
+    f.write(report.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
     f.commit();
   }
 
+  StopSignals stop_;
   const Config& cfg_;
   RunOptions opt_;
   Log log_;
   kernels::PreprocessParams params_;
-  std::vector<std::string> inputs_;
-  std::set<size_t> done_shards_;
-  std::vector<std::pair<std::string, std::string>> skipped_;
+  OutputDir dir_;
+  std::vector<std::string> inputs_, warnings_;
   StageTimes times_;
   std::string device_, device_reason_;
   bool gpu_ = false;
@@ -618,8 +544,8 @@ class Job {
   std::unique_ptr<ModelStage> model_;
   std::vector<uint8_t> host_batch_;
   std::vector<float> model_out_;
-  int batch_size_ = 1, threads_ = 1;
-  size_t shards_ = 0, resumed_ = 0, written_ = 0, batches_ = 0, queue_peak_ = 0;
+  int batch_size_ = 1, threads_ = 1, stopped_by_ = 0;  // stopped_by_: the signal that stopped the run
+  size_t shards_ = 0, resumed_ = 0, written_ = 0, skipped_ = 0, batches_ = 0, queue_peak_ = 0;
   double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;
 };
 

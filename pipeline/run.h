@@ -13,6 +13,10 @@ enum ExitCode : int {
   kExitConfig = 2,       ///< bad config, bad command line, missing input
   kExitBadImage = 3,     ///< an image could not be decoded and decode.on_error is fail
   kExitOutOfMemory = 4,  ///< not even the smallest batch at the lowest precision fits
+  // Stopped by a signal (128 + its number): complete shards and the report are written.
+  kExitHangup = 129,     ///< SIGHUP (the terminal closed)
+  kExitInterrupt = 130,  ///< SIGINT (Ctrl-C)
+  kExitTerminate = 143,  ///< SIGTERM (kill)
 };
 
 struct RunOptions {

@@ -47,8 +47,20 @@ class NpyWriter {
   int64_t rows_ = 0;
 };
 
-/// Quotes a CSV field when it needs it (RFC 4180).
+/// Quotes a CSV field when it needs it (RFC 4180). Bytes are kept exactly, UTF-8 or not.
 [[nodiscard]] std::string csv_field(const std::string& s);
+
+/// The records of a CSV text (RFC 4180: quoted fields may hold commas, quotes, newlines).
+[[nodiscard]] std::vector<std::vector<std::string>> parse_csv(const std::string& text);
+
+/// `s` as a JSON string literal; bytes that are not valid UTF-8 become U+FFFD (never throws).
+[[nodiscard]] std::string json_string(const std::string& s);
+
+/// True when `s` is valid UTF-8.
+[[nodiscard]] bool is_utf8(const std::string& s);
+
+/// RFC 4648 base64 of the bytes of `s`.
+[[nodiscard]] std::string base64(const std::string& s);
 
 /// Reads the header of a .npy file: descr and shape. Returns false if it is not one.
 [[nodiscard]] bool read_npy_header(const std::string& path, std::string& descr, std::vector<int64_t>& shape,

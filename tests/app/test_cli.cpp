@@ -96,6 +96,7 @@ TEST(Cli, OnErrorFailStopsWithItsExitCode) {
                          "/data/sample --set output.dir=" + out.path().string() + " --set decode.on_error=fail");
   EXPECT_EQ(r.code, 3) << r.output;
   EXPECT_NE(r.output.find("corrupt_truncated.jpg"), std::string::npos);
+  EXPECT_EQ(r.output.find("warning: skipped"), std::string::npos) << r.output;  // it stops, not skips
   EXPECT_FALSE(fs::exists(out / "index-00000.csv"));  // the shard with the bad image is not complete
   for (const auto& e : fs::directory_iterator(out.path())) EXPECT_NE(e.path().extension(), ".partial") << e.path();
 }
@@ -144,8 +145,8 @@ TEST(Cli, ResumeAfterKillGivesByteIdenticalOutputs) {
 
   const auto resumed = run_imgpipe(args + " --set output.dir=" + (tmp / "resumed"));
   ASSERT_EQ(resumed.code, 0) << resumed.output;
-  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["resumed"], 14);
-  EXPECT_EQ(load_json(tmp / "resumed/report.json")["counts"]["written"], 16);
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["session"]["resumed"], 14);
+  EXPECT_EQ(load_json(tmp / "resumed/report.json")["session"]["written"], 16);
   EXPECT_EQ(outputs(tmp.path() / "clean"), outputs(tmp.path() / "resumed"));
 
   // A different preprocessing must not be mixed into the same folder.

@@ -62,3 +62,24 @@ TEST(Sinks, CsvFieldsAreQuotedWhenNeeded) {
   EXPECT_EQ(csv_field("a,b.jpg"), "\"a,b.jpg\"");
   EXPECT_EQ(csv_field("say \"hi\".jpg"), "\"say \"\"hi\"\".jpg\"");
 }
+
+TEST(Sinks, CsvReadsBackWhatCsvFieldWrote) {
+  const std::vector<std::string> fields = {"plain.jpg", "a,b.jpg", "say \"hi\".jpg", "two\nlines.jpg", "", "\xff.jpg"};
+  std::string text;
+  for (const auto& f : fields) text += "0," + csv_field(f) + ",\n";
+  const auto rows = parse_csv(text);
+  ASSERT_EQ(rows.size(), fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) EXPECT_EQ(rows[i], (std::vector<std::string>{"0", fields[i], ""}));
+}
+
+TEST(Sinks, JsonOfNamesThatAreNotUtf8) {
+  EXPECT_TRUE(is_utf8("caf\xc3\xa9.jpg"));
+  EXPECT_FALSE(is_utf8("a\xff" "b.jpg"));
+  EXPECT_EQ(json_string("a\xff" "b"), "\"a\xef\xbf\xbd" "b\"");  // U+FFFD, never an exception
+  // RFC 4648 test vectors
+  EXPECT_EQ(base64(""), "");
+  EXPECT_EQ(base64("f"), "Zg==");
+  EXPECT_EQ(base64("fo"), "Zm8=");
+  EXPECT_EQ(base64("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(base64("\xff"), "/w==");
+}
