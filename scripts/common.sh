@@ -21,13 +21,14 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The test oracle (onnxruntime) and NumPy, from PyPI, for the python3 the tests call.
+# The test oracle (onnxruntime), NumPy and matplotlib (scripts/plot_report.py), from PyPI,
+# for the python3 the tests call.
 install_test_python() {
   local py="${IMGPIPE_PYTHON:-python3}"
-  "$py" -c "import onnxruntime, numpy" 2>/dev/null && return 0
-  echo "imgpipe: installing onnxruntime and numpy for $py (pip)" >&2
-  "$py" -m pip install --quiet --disable-pip-version-check onnxruntime numpy 2>/dev/null ||
-    "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime numpy
+  "$py" -c "import onnxruntime, numpy, matplotlib" 2>/dev/null && return 0
+  echo "imgpipe: installing onnxruntime, numpy and matplotlib for $py (pip)" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check onnxruntime numpy matplotlib 2>/dev/null ||
+    "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime numpy matplotlib
 }
 
 # CUDA lives outside PATH on many machines (Colab included); let CMake find nvcc there.

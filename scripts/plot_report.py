@@ -158,7 +158,7 @@ def main():
     except (ValueError, KeyError) as e:
         sys.exit(f"plot_report: cannot draw {args.report}: {e}")
     drawn = ", ".join(f"{k} {n}" for k, n in kinds.items()) or "none"
-    print(f"plot_report: wrote {args.output} ({panels} panels, {samples} timeline samples); events drawn: {drawn}")
+    print(f"plot_report: wrote {args.output} ({panels} panel{'s' if panels > 1 else ''}, {samples} timeline samples); events drawn: {drawn}")
 
 
 if __name__ == "__main__":
