@@ -23,7 +23,7 @@ struct TimelineSample {
 /// from then on only every 2nd (4th, ...) batch is recorded. The latest is always kept.
 class Timeline {
  public:
-  explicit Timeline(size_t cap = 2048) : cap_(cap < 2 ? 2 : cap), start_(std::chrono::steady_clock::now()) {}
+  explicit Timeline(size_t cap = 1024) : cap_(cap < 2 ? 2 : cap), start_(std::chrono::steady_clock::now()) {}
 
   /// Seconds since construction.
   double elapsed_s() const;
