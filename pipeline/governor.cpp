@@ -1,19 +1,11 @@
 #include "governor.h"
 
 #include <algorithm>
-#include <chrono>
 #include <sstream>
 
 #include "cuda_check.h"
 
 namespace imgpipe {
-namespace {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-}  // namespace
 
 FaultPlan FaultPlan::parse(const std::string& text) {
   FaultPlan f;
@@ -52,7 +44,7 @@ FaultPlan FaultPlan::parse(const std::string& text) {
 Governor::Governor(Options opt, ModelRunner& executor, infer::BudgetedAllocator& allocator,
                    std::function<MemoryReading()> memory, std::function<void(const std::string&)> log)
     : opt_(std::move(opt)), exec_(executor), alloc_(allocator), memory_(std::move(memory)), log_(std::move(log)),
-      grow_after_(opt_.grow_after), start_time_(now_s()) {
+      grow_after_(opt_.grow_after) {
   if (opt_.faults.fail_alloc_at > 0) alloc_.fail_allocation_at(opt_.faults.fail_alloc_at);
 }
 
@@ -95,7 +87,7 @@ int Governor::largest_fitting(infer::Precision p, int64_t budget, int cap) const
 void Governor::event(const std::string& kind, int before, infer::Precision pbefore, int64_t needed,
                      const std::string& reason, int64_t retried) {
   GovernorEvent e;
-  e.time_s = now_s() - start_time_;
+  e.time_s = timeline_.elapsed_s();
   e.kind = kind;
   e.batch_before = before;
   e.batch_after = batch_;
@@ -268,6 +260,9 @@ void Governor::infer(int n, float* out, const RunRange& run) {
     done += m;
     ++batches_;
     ++good_streak_;
+    images_ += m;
+    timeline_.add({0, images_, batch_, infer::to_string(precision_), last_free_, budget_,
+                   bytes_needed(batch_, precision_)});
     maybe_grow();
   }
 }

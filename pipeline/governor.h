@@ -15,6 +15,7 @@
 #include "config.h"
 #include "inference/allocator.h"
 #include "inference/executor.h"
+#include "timeline.h"
 
 namespace imgpipe {
 
@@ -40,7 +41,7 @@ struct FaultPlan {
 };
 
 struct GovernorEvent {
-  double time_s = 0;  ///< since the governor started
+  double time_s = 0;  ///< since the governor started (the timeline's clock)
   std::string kind;   ///< plan | shrink | downcast | grow | upcast | stop
   int batch_before = 0, batch_after = 0;
   std::string precision_before, precision_after;
@@ -133,6 +134,8 @@ class Governor {
   int64_t images_retried() const { return retried_; }
   /// Counts the preprocessing buffers as this run's own memory from now on.
   void set_staging_bytes(std::function<int64_t()> f) { opt_.staging_bytes = std::move(f); }
+  /// One sample per batch run: images done, batch, precision, free/budget/needed bytes.
+  const Timeline& timeline() const { return timeline_; }
 
  private:
   int64_t effective_budget();
@@ -154,12 +157,12 @@ class Governor {
   std::function<void(const std::string&)> log_;
   int64_t configured_budget_ = 0, budget_ = 0, last_free_ = 0;
   int batch_ = 0, good_streak_ = 0, grow_after_ = 4, batches_ = 0;
-  int64_t retried_ = 0;
+  int64_t retried_ = 0, images_ = 0;
   infer::Precision precision_ = infer::Precision::FP32;
   bool downcast_by_governor_ = false;
   bool injected_cap_ = false;  // the budget is capped by fault injection right now
-  double start_time_ = 0;
   std::vector<GovernorEvent> events_;
+  Timeline timeline_;
 };
 
 }  // namespace imgpipe

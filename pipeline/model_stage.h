@@ -57,6 +57,8 @@ class ModelStage {
   /// Whether the raw outputs are written as .npy (embedding and logits).
   bool writes_outputs() const { return cfg_.model.output != ModelOutput::Probabilities; }
 
+  /// The governor's samples, one per batch run (for report.json's timeline).
+  const Timeline& timeline() const { return governor_->timeline(); }
   /// Model, precision, batch, timing and the governor's events for report.json.
   [[nodiscard]] nlohmann::json report() const;
 

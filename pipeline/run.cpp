@@ -437,6 +437,7 @@ class Job {
       write_s_ += seconds_since(t);
     }
     written_ += batch.size();
+    if (!model_) timeline_.add({0, int64_t(written_), batch_size(), {}});  // with a model the governor samples
     batch.clear();
   }
 
@@ -520,6 +521,7 @@ class Job {
         {"memory", memory},
         {"batch", {{"size", batch_size()}, {"batches", batches_}}},
         {"model", model_ ? model_->report() : json(nullptr)},
+        {"timeline", model_ ? model_->timeline().to_json() : timeline_.to_json()},
         {"decode_threads", threads_},
         {"output", {{"dir", cfg_.output.dir}, {"shards", shards_}}},
         {"config", to_yaml(cfg_)},
@@ -544,6 +546,7 @@ class Job {
   std::unique_ptr<ModelStage> model_;
   std::vector<uint8_t> host_batch_;
   std::vector<float> model_out_;
+  Timeline timeline_;  // images written over time, for a run without a model
   int batch_size_ = 1, threads_ = 1, stopped_by_ = 0;  // stopped_by_: the signal that stopped the run
   size_t shards_ = 0, resumed_ = 0, written_ = 0, skipped_ = 0, batches_ = 0, queue_peak_ = 0;
   double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;

@@ -21,13 +21,20 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The test oracle (onnxruntime) and NumPy, from PyPI, for the python3 the tests call.
+# Installs PyPI packages ($3...) for python $1 unless `import $2` already works there.
+pip_install_for() {
+  local py="$1" modules="$2"
+  shift 2
+  "$py" -c "import $modules" 2>/dev/null && return 0
+  echo "imgpipe: installing $* for $py (pip)" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null ||
+    "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+}
+
+# The test oracle (onnxruntime), NumPy and matplotlib (scripts/plot_report.py), from PyPI,
+# for the python3 the tests call.
 install_test_python() {
-  local py="${IMGPIPE_PYTHON:-python3}"
-  "$py" -c "import onnxruntime, numpy" 2>/dev/null && return 0
-  echo "imgpipe: installing onnxruntime and numpy for $py (pip)" >&2
-  "$py" -m pip install --quiet --disable-pip-version-check onnxruntime numpy 2>/dev/null ||
-    "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages onnxruntime numpy
+  pip_install_for "${IMGPIPE_PYTHON:-python3}" "onnxruntime, numpy, matplotlib" onnxruntime numpy matplotlib
 }
 
 # CUDA lives outside PATH on many machines (Colab included); let CMake find nvcc there.

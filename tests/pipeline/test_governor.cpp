@@ -180,6 +180,33 @@ TEST(Governor, DowncastsToFp16AtTheMinimumBatch) {
   }
 }
 
+TEST(Governor, TimelineRecordsEachBatchWithTheStateItRanIn) {
+  Governor::Options o = options(8);
+  Harness probe(o);
+  o.batch_min = 4;
+  const int64_t cap = probe.need(4, Precision::FP16);  // from batch 3: fp16 at batch 4 only
+  o.faults.budget_at[3] = cap;
+  Harness h(o);
+  h.gov->start();
+  run_all(h, 64);
+  const auto t = h.gov->timeline().to_json();
+  ASSERT_EQ(t["images"].size(), size_t(h.gov->batches_run()));  // 2 batches of 8, then 12 of 4
+  EXPECT_EQ(t["images"].size(), 14u);
+  EXPECT_EQ(t["images"][0], 8);
+  EXPECT_EQ(t["images"].back(), 64);
+  EXPECT_EQ(t["batch"][1], 8);
+  EXPECT_EQ(t["precision"][1], "fp32");
+  EXPECT_EQ(t["batch"][2], 4);
+  EXPECT_EQ(t["precision"][2], "fp16");
+  EXPECT_EQ(t["budget_bytes"][2], cap);
+  EXPECT_EQ(t["needed_bytes"][2], cap);
+  // Events and samples share one clock: the downcast comes between batch 2 and batch 3.
+  const auto& down = h.gov->events()[1];
+  ASSERT_EQ(down.kind, "downcast");
+  EXPECT_GE(down.time_s, t["time_s"][1].get<double>() - 1e-4);
+  EXPECT_LE(down.time_s, t["time_s"][2].get<double>() + 1e-4);
+}
+
 TEST(Governor, InitialPlanTakesFp16OnlyWhenFp32DoesNotFitAtTheMinimum) {
   Governor::Options o = options(8);
   Harness probe(o);
