@@ -30,7 +30,10 @@ fi
 rm -rf "$root/imgpipe"
 git clone --quiet "$(git rev-parse --show-toplevel)" "$root/imgpipe"
 git -C "$root/imgpipe" checkout --quiet --detach "$(git rev-parse HEAD)"
+# The host's network settings: name servers, and the certificates it trusts (pip behind a
+# TLS-inspecting proxy).
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+cp -L /etc/ssl/certs/ca-certificates.crt "$root/etc/host-ca-certificates.crt"
 mkdir -p "$cache/trixie-ccache" "$root/ccache"
 
 mounts=()
@@ -53,6 +56,6 @@ bind "$cache/trixie-ccache" /ccache
 
 chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb CCACHE_DIR=/ccache \
   PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  IMGPIPE_REQUIRE_ORT=1 \
+  PIP_CERT=/etc/host-ca-certificates.crt IMGPIPE_REQUIRE_ORT=1 \
   /bin/bash -c 'cd /imgpipe && scripts/setup.sh && scripts/test.sh'
 echo "trixie.sh: setup and tests passed in Debian 13 ($((SECONDS - start)) s)" >&2
