@@ -12,6 +12,9 @@ root="$cache/trixie-root"
 mirror="${IMGPIPE_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 [ "$(id -u)" -eq 0 ] || { echo "trixie.sh: needs root (debootstrap, chroot, mount)" >&2; exit 1; }
 start=$SECONDS
+mkdir -p "$cache"
+exec 9>"$cache/trixie.lock"
+flock 9  # one run at a time per cache: they would share the root
 
 if [ ! -e "$root/.imgpipe-ready" ]; then
   command -v debootstrap >/dev/null 2>&1 || {
@@ -20,7 +23,6 @@ if [ ! -e "$root/.imgpipe-ready" ]; then
   }
   echo "trixie.sh: making the Debian 13 root in $root (debootstrap)" >&2
   rm -rf "$root"  # a root left half-made by an interrupted run
-  mkdir -p "$cache"
   debootstrap --variant=minbase trixie "$root" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
     { tail -20 "$cache/debootstrap.log" >&2; exit 1; }
   touch "$root/.imgpipe-ready"
@@ -46,10 +48,11 @@ cleanup() {
 trap cleanup EXIT
 bind() {  # bind <source> <target inside the root>
   mount --rbind "$1" "$root$2"
-  mount --make-rslave "$root$2"
   mounts+=("$root$2")
+  mount --make-rslave "$root$2"
 }
-mount -t proc proc "$root/proc" && mounts+=("$root/proc")
+mount -t proc proc "$root/proc"
+mounts+=("$root/proc")
 bind /sys /sys
 bind /dev /dev
 bind "$cache/trixie-ccache" /ccache
