@@ -87,7 +87,8 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
 #if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
   cuda_device_ = cuda_device;
 #else
-  (void)cuda_device;  // a build without the CUDA backend runs models on the CPU
+  // device: auto only (device: cuda is refused before): the model falls back to the CPU.
+  if (cuda_device >= 0) log_("model runs on the CPU: " + gpu_backend_missing());
 #endif
   infer::Model model = [&] {
     try {
@@ -181,6 +182,18 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
 }
 
 ModelStage::~ModelStage() = default;
+
+std::string ModelStage::gpu_backend_missing() {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  return "";
+#elif defined(IMGPIPE_HAVE_CUDA)
+  return "this imgpipe was built without cuDNN, which models on the GPU need: install it "
+         "(libcudnn9-dev-cuda-12 for CUDA 12, libcudnn9-dev-cuda-13 for CUDA 13) and rerun scripts/setup.sh";
+#else
+  return "this imgpipe was built without CUDA (no nvcc at build time): install the CUDA toolkit and cuDNN "
+         "and rerun scripts/setup.sh";
+#endif
+}
 
 std::string ModelStage::describe_plan() { return governor_->describe_plan(); }
 void ModelStage::start() { governor_->start(); }

@@ -23,6 +23,9 @@ class ModelStage {
   ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, int cuda_device,
              std::function<void(const std::string&)> log);
   ~ModelStage();
+  /// Why this build cannot run a model on the GPU (built without CUDA or cuDNN), naming
+  /// what to install; empty when it can.
+  static std::string gpu_backend_missing();
 
   /// The governor's plan table (for --dry-run).
   [[nodiscard]] std::string describe_plan();

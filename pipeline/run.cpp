@@ -203,11 +203,19 @@ class Job {
 
  private:
   // device: auto takes CUDA when a device and a working driver exist, else the CPU, and
-  // says why; device: cuda without a usable GPU is an error before any work.
+  // says why; device: cuda without a usable GPU, or with a model in a build that cannot
+  // run it there, is an error before any work.
   int select_device() {
     if (cfg_.device == DeviceKind::Cpu) {
       device_ = "cpu", device_reason_ = "device: cpu requested";
       return kExitOk;
+    }
+    // A model must never run on the CPU when the GPU was asked for.
+    const std::string missing = ModelStage::gpu_backend_missing();
+    if (cfg_.device == DeviceKind::Cuda && !cfg_.model.path.empty() && !missing.empty()) {
+      log_.error("device: cuda:%d requested with a model, but %s (or set device: cpu)", cfg_.device_index,
+                 missing.c_str());
+      return kExitConfig;
     }
     const kernels::CudaProbe probe = kernels::probe_cuda();
     if (probe.device_count > cfg_.device_index) {

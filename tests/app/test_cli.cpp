@@ -174,13 +174,32 @@ TEST(Cli, DeviceCudaWithoutGpuIsAClearErrorAndAutoFallsBack) {
   test::TempDir out;
   const std::string args = "--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
                            "/data/sample --set output.dir=" + out.path().string();
-  const auto r = run_imgpipe(args + " --device cuda");
+  const auto r = run_imgpipe(args + " --device cuda --set model.path=");  // with a model: the test below
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("no usable GPU"), std::string::npos) << r.output;
   ASSERT_EQ(run_imgpipe(args + " --device auto -q").code, 0);
   const json report = load_json(out / "report.json");
   EXPECT_EQ(report["device"], "cpu");
   EXPECT_NE(report["device_reason"].get<std::string>().find("no usable GPU"), std::string::npos);
+}
+
+// device: cuda with a model never runs the model on the CPU: a build that cannot run models on
+// the GPU (built without nvcc, or without cuDNN) says what is missing, exit 2, before any work.
+TEST(Cli, DeviceCudaWithAModelNeverRunsItOnTheCpu) {
+#if defined(IMGPIPE_TEST_CUDA_INFERENCE)
+  if (kernels::probe_cuda().device_count > 0) GTEST_SKIP() << "a GPU and the CUDA inference backend: the model runs there";
+  const std::vector<std::string> expected = {"no usable GPU"};
+#elif defined(IMGPIPE_HAVE_CUDA)
+  const std::vector<std::string> expected = {"built without cuDNN", "libcudnn9-dev-cuda-12"};
+#else
+  const std::vector<std::string> expected = {"built without CUDA (no nvcc"};
+#endif
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set output.dir=" + out.path().string() + " --device cuda");
+  EXPECT_EQ(r.code, 2) << r.output;
+  for (const auto& e : expected) EXPECT_NE(r.output.find(e), std::string::npos) << e << " in " << r.output;
+  EXPECT_TRUE(fs::is_empty(out.path()));
 }
 
 TEST(Cli, SampleModelNamesTheDominantColour) {
