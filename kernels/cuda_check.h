@@ -8,7 +8,7 @@
 #include <string>
 
 #if defined(IMGPIPE_HAVE_CUDA)
-#include <cublas_api.h>
+#include <cublas_v2.h>  // not <cublas_api.h>: CUDA 12 refuses it without CUBLASAPI
 #include <cuda_runtime_api.h>
 #if defined(IMGPIPE_HAVE_CUDNN)
 #include <cudnn.h>
