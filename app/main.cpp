@@ -42,7 +42,14 @@ int main(int argc, char** argv) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitConfig;
   }
-  if (*merge) return merge_parts(merge_dir, stderr);
+  if (*merge) {
+    try {
+      return merge_parts(merge_dir, stderr);
+    } catch (const std::exception& e) {  // an unreadable part file, a full disk
+      std::fprintf(stderr, "imgpipe: error: merge: %s\n", e.what());
+      return kExitRuntime;
+    }
+  }
   if (!*config_opt) {
     std::fprintf(stderr, "imgpipe: error: --config is required\nRun with --help for more information.\n");
     return kExitConfig;

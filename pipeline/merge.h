@@ -11,6 +11,7 @@ namespace imgpipe {
 /// merged-report.json (each written to .partial and renamed; the same bytes every time).
 /// Holds every part's lock meanwhile. Returns kExitOk, kExitRuntime when a part is missing,
 /// incomplete or running (each named in `log`), or kExitConfig when `dir` is not a sharded folder.
+/// Throws std::runtime_error when a file cannot be written.
 [[nodiscard]] int merge_parts(const std::string& dir, FILE* log);
 
 }  // namespace imgpipe
