@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "config.h"
+#include "merge.h"
 #include "run.h"
 
 namespace imgpipe {
@@ -24,18 +25,34 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   std::string device;
   bool dry_run = false, quiet = false;
-  app.add_option("-c,--config", config_file, "YAML config file")->required()->check(CLI::ExistingFile);
+  auto* config_opt = app.add_option("-c,--config", config_file, "YAML config file")->check(CLI::ExistingFile);
   app.add_option("--set", overrides, "Override a config key: --set batch.max=64 (repeatable)")->take_all();
   // Checked with the config (same message as a bad `device:` key).
   app.add_option("--device", device, "auto, cpu, cuda or cuda:N (same as --set device=...)");
   app.add_flag("--dry-run", dry_run, "Validate, print the resolved config and plan, and exit");
   app.add_flag("-q,--quiet", quiet, "No progress and no informational lines (errors still shown)");
+  std::string merge_dir;
+  auto* merge = app.add_subcommand("merge", "Merge the parts of a sharded output folder (input.shard.count > 1): "
+                                            "merged predictions, index and report");
+  merge->add_option("dir", merge_dir, "The output folder the parts share")->required()->check(CLI::ExistingDirectory);
   app.set_version_flag("--version", std::string("imgpipe ") + version());
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitConfig;
+  }
+  if (*merge) {
+    try {
+      return merge_parts(merge_dir, stderr);
+    } catch (const std::exception& e) {  // an unreadable part file, a full disk
+      std::fprintf(stderr, "imgpipe: error: merge: %s\n", e.what());
+      return kExitRuntime;
+    }
+  }
+  if (!*config_opt) {
+    std::fprintf(stderr, "imgpipe: error: --config is required\nRun with --help for more information.\n");
+    return kExitConfig;
   }
   if (!device.empty()) overrides.push_back("device=" + device);
   Config cfg;

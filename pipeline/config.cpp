@@ -1,8 +1,10 @@
 #include "config.h"
+#include "scheduler.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -241,8 +243,9 @@ void read_input(Section s, InputConfig& c) {
   }
   if (s.has("shard")) {
     Section sh = s.sub("shard");
-    sh.integer("count", c.shard_count, 1, 1 << 20);
-    sh.integer("index", c.shard_index, 0, (1 << 20) - 1);
+    sh.integer("count", c.shard_count, 1, 1 << 20, "auto", -1);
+    sh.integer("index", c.shard_index, 0, (1 << 20) - 1, "auto", -1);
+    if (c.shard_index < 0 || c.shard_count < 0) resolve_scheduler_shard(c.shard_index, c.shard_count, std::getenv);
     if (c.shard_index >= c.shard_count)
       sh.fail("input.shard.index", sh.get("index"),
               "an index below input.shard.count (" + std::to_string(c.shard_count) + ")");

@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "cuda_preprocess.h"
+#include "host_memory.h"
 #include "sinks.h"
 #if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
 #include "cuda_executor.h"
@@ -18,18 +19,10 @@
 namespace imgpipe {
 namespace {
 
-// Host memory as the CPU backend's "device": MemAvailable and MemTotal.
+// Host memory as the CPU backend's "device": MemAvailable and MemTotal, under the cgroup limit.
 MemoryReading host_memory() {
-  MemoryReading m;
-  std::ifstream f("/proc/meminfo");
-  std::string key;
-  int64_t kb = 0;
-  std::string unit;
-  while (f >> key >> kb >> unit) {
-    if (key == "MemAvailable:") m.free = kb * 1024;
-    if (key == "MemTotal:") m.total = kb * 1024;
-  }
-  return m;
+  const HostMemory m = read_host_memory();
+  return MemoryReading{m.available, m.total};
 }
 
 constexpr int kCpuAutoBatchCap = 32;
@@ -165,6 +158,12 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
   o.budget = cfg.memory.device_budget;
   o.budget_percent = cfg.memory.device_budget_percent;
   o.safety_margin = cfg.memory.safety_margin;
+  if (cuda_device_ < 0) {
+    // Host memory is shared with the decode queue, which fills after the plan is made; and
+    // under a tight limit (a cgroup) a GPU-sized margin would leave nothing for the model.
+    const HostMemory host = read_host_memory();
+    o.safety_margin = std::min(o.safety_margin, host.total / 8) + usable_host_budget(cfg.memory.host_budget, host);
+  }
   o.restore_precision = cfg.memory.restore_precision;
   // Per image, besides the model's plan: the batch tensor and the fp32 output; on the GPU
   // also the preprocessing stage's slots of decoded images and tensors (device memory that

@@ -109,20 +109,29 @@ std::string OutputDir::shard_file(const char* kind, size_t shard, const char* ex
   return file(buf);
 }
 
+int lock_file(const std::string& path, std::string& error) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    error = "cannot open the lock file '" + path + "': " + std::strerror(errno);
+    return -1;
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const std::string pid = read_text(path);
+    error = "in use by " + (pid.empty() ? "another process" : "pid " + pid.substr(0, pid.find('\n'))) + " (lock file " +
+            path + ")";
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 bool OutputDir::lock(std::string& error) {
   const std::string path = file("imgpipe.lock");
-  lock_fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  lock_fd_ = lock_file(path, error);
   if (lock_fd_ < 0) {
-    error = "cannot open the lock file '" + path + "': " + std::strerror(errno);
-    return false;
-  }
-  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    const std::string pid = read_text(path);
-    error = "output.dir '" + cfg_.output.dir + "'" +
-            (prefix_.empty() ? "" : " (part " + std::to_string(cfg_.input.shard_index) + ")") + " is in use by " +
-            (pid.empty() ? "another process" : "pid " + pid.substr(0, pid.find('\n'))) + " (lock file " + path + ")";
-    ::close(lock_fd_);
-    lock_fd_ = -1;
+    if (error.rfind("in use", 0) == 0)
+      error = "output.dir '" + cfg_.output.dir + "'" +
+              (prefix_.empty() ? "" : " (part " + std::to_string(cfg_.input.shard_index) + ")") + " is " + error;
     return false;
   }
   const std::string pid = std::to_string(::getpid()) + "\n";

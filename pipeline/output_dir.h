@@ -18,6 +18,10 @@ struct Skip {
   std::string path, reason;
 };
 
+/// Opens (creating) and takes the exclusive flock of `path` without waiting: the descriptor,
+/// or -1 with `error` set ("in use by pid N (lock file ...)" when another process holds it).
+[[nodiscard]] int lock_file(const std::string& path, std::string& error);
+
 class OutputDir {
  public:
   /// Touches nothing yet.

@@ -23,6 +23,7 @@
 #include "decode.h"
 #include "device_query.h"
 #include "governor.h"
+#include "host_memory.h"
 #include "model_stage.h"
 #include "output_dir.h"
 #include "placement.h"
@@ -120,6 +121,7 @@ class Job {
     }
     list_s_ = seconds_since(t0);
     if (int rc = select_device(); rc != kExitOk) return rc;
+    check_host_budget();
     batch_size_ = cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max;
     if (!cfg_.model.path.empty()) {
       try {
@@ -237,6 +239,18 @@ class Job {
     return kExitOk;
   }
 
+  // A scheduler's memory limit (a cgroup) is the host memory there is: the decode queue
+  // and pinned staging (memory.host_budget) get at most an eighth of what is available.
+  void check_host_budget() {
+    const HostMemory host = read_host_memory();
+    log_.info("host memory: %s", host.describe().c_str());
+    host_budget_ = usable_host_budget(cfg_.memory.host_budget, host);
+    if (host_budget_ < cfg_.memory.host_budget)
+      log_.warn("memory.host_budget %s is more than an eighth of the host memory available (%s); using %s",
+                format_bytes(cfg_.memory.host_budget).c_str(), format_bytes(host.available).c_str(),
+                format_bytes(host_budget_).c_str());
+  }
+
   int dry_run() {
     std::printf("# resolved configuration\n%s\n", to_yaml(cfg_).c_str());
     std::printf("# plan\n");
@@ -244,7 +258,7 @@ class Job {
     std::printf("output_per_image: %dx%dx%d %s (%zu bytes)\n", params_.out_channels, params_.out_h, params_.out_w,
                 npy_descr(params_.dtype), kernels::output_image_bytes(params_));
     std::printf("device: %s (%s)\nbatch: %d\ndecode_threads: %d\nhost_budget: %s\n", device_.c_str(),
-                device_reason_.c_str(), batch_size_, threads_, format_bytes(cfg_.memory.host_budget).c_str());
+                device_reason_.c_str(), batch_size_, threads_, format_bytes(host_budget_).c_str());
     if (model_) std::printf("%s", model_->describe_plan().c_str());
     return kExitOk;
   }
@@ -293,16 +307,16 @@ class Job {
   // The host budget covers the decode queue and, on the GPU, the pinned staging of the two
   // batches in flight (decoded images, as planned by staging_bytes_per_image, and tensors).
   int64_t queue_budget() {
-    if (!gpu_) return cfg_.memory.host_budget;
+    if (!gpu_) return host_budget_;
     const int64_t per_image = int64_t(staging_bytes_per_image(params_));
     const int64_t staging = CudaPreprocessor::kSlots * int64_t(cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max) * per_image;
-    const int64_t floor = cfg_.memory.host_budget / 4;
-    if (cfg_.memory.host_budget - staging < floor)
+    const int64_t floor = host_budget_ / 4;
+    if (host_budget_ - staging < floor)
       log_.warn("pinned staging for batch.max %d (about %s) leaves less than a quarter of memory.host_budget "
                 "(%s) for the decode queue; the queue gets %s",
                 cfg_.batch.size ? cfg_.batch.size : cfg_.batch.max, format_bytes(staging).c_str(),
-                format_bytes(cfg_.memory.host_budget).c_str(), format_bytes(floor).c_str());
-    return std::max(floor, cfg_.memory.host_budget - staging);
+                format_bytes(host_budget_).c_str(), format_bytes(floor).c_str());
+    return std::max(floor, host_budget_ - staging);
   }
 
   int batch_size() const { return model_ ? model_->batch() : gpu_ ? batch_size_ : 1; }
@@ -493,7 +507,7 @@ class Job {
     }
     const double processed = double(written_ + skipped_);
     json memory = {{"peak_rss_bytes", peak_rss_bytes()},
-                   {"host_budget_bytes", cfg_.memory.host_budget},
+                   {"host_budget_bytes", host_budget_},
                    {"queue_peak_bytes", queue_peak_}};
     if (gpu_ && cuda_) {
       // Device memory this run allocated itself (the CUDA context and library handles come on top).
@@ -555,6 +569,7 @@ class Job {
   std::vector<uint8_t> host_batch_;
   std::vector<float> model_out_;
   Timeline timeline_;  // images written over time, for a run without a model
+  int64_t host_budget_ = 0;  // memory.host_budget, capped by the host memory available
   int batch_size_ = 1, threads_ = 1, stopped_by_ = 0;  // stopped_by_: the signal that stopped the run
   size_t shards_ = 0, resumed_ = 0, written_ = 0, skipped_ = 0, batches_ = 0, queue_peak_ = 0;
   double list_s_ = 0, write_s_ = 0, wall_s_ = 0, preprocess_s_ = 0;
