@@ -3,7 +3,7 @@
 
 # Debian packages the tool needs to build and run, and those only the tests need.
 IMGPIPE_PACKAGES=(build-essential cmake pkg-config ccache
-  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev
+  libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev libpng-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libopenblas-dev)
 IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev python3 python3-numpy)
 
