@@ -7,6 +7,8 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <malloc.h>
+
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -116,11 +118,18 @@ std::string one_line(std::string s) {
   return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
 }
 
-// OpenCV's own log lines (warnings from its codecs) are not imgpipe's to print: every
-// failure already comes back as a skip reason.
-void silence_opencv_log() {
+// Process-wide, once, before the first decode:
+// - OpenCV's own log lines (warnings from its codecs) are not imgpipe's to print: every
+//   failure already comes back as a skip reason.
+// - File buffers and decoded images are large and short-lived. glibc raises its mmap
+//   threshold after the first such block is freed, and from then on keeps freed images in
+//   each thread's heap, so resident memory grew by an image or two per decode thread
+//   beyond the host budget; a fixed threshold hands every block of 1 MiB or more back to
+//   the system when it is freed.
+void configure_process_once() {
   static const bool once = [] {
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     return true;
   }();
   (void)once;
@@ -129,7 +138,7 @@ void silence_opencv_log() {
 }  // namespace
 
 Decoder::Decoder(bool gray, DecodeLimits limits) : tj_(tjInitDecompress()), gray_(gray), limits_(limits) {
-  silence_opencv_log();
+  configure_process_once();
 }
 Decoder::~Decoder() {
   if (tj_) tjDestroy(tj_);
