@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <vector>
 
@@ -129,6 +130,9 @@ std::string one_line(std::string s) {
 void configure_process_once() {
   static const bool once = [] {
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    // OpenCV 4.6's imdecode also writes a codec's exception to std::cerr before handing
+    // back an empty image; imgpipe writes its own lines with stdio, never through std::cerr.
+    std::cerr.rdbuf(nullptr);
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     return true;
   }();
@@ -193,6 +197,9 @@ bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSiz
   if (h.format == F::Jpeg) return decode_jpeg(data, size, needed, out, error, reserve);
   if (h.format == F::Gif) return error = "unsupported format: GIF (convert it to PNG)", false;
   if (h.animated) return error = "unsupported: animated WebP (convert one frame to PNG)", false;
+  // Only the formats imgpipe names go to OpenCV: its other codecs (HDR, PNM, Sun raster...)
+  // are not offered, and some of them decode through a temporary file.
+  if (h.format == F::Unknown) return error = "not a decodable image (corrupt, truncated or unsupported format)", false;
   if (!pixels_allowed(h.width, h.height, error)) return false;
   if (size > size_t(INT_MAX)) return error = "file too large for OpenCV (" + std::to_string(size) + " bytes)", false;
   // Pixels the codec will allocate; headers that give no size leave it to the codec.

@@ -37,11 +37,11 @@ find_cuda() {
   fi
 }
 
-# Configures (once) and builds Release into build/. Extra CMake arguments come from
-# IMGPIPE_CMAKE_ARGS, e.g. IMGPIPE_CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=75".
+# Configures (once) and builds Release into build/ (or IMGPIPE_BUILD_DIR). Extra CMake
+# arguments come from IMGPIPE_CMAKE_ARGS, e.g. IMGPIPE_CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=75".
 build_imgpipe() {
   find_cuda
   # shellcheck disable=SC2086
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${IMGPIPE_CMAKE_ARGS:-} >/dev/null
-  cmake --build build -j "$(nproc)"
+  cmake -S . -B "${IMGPIPE_BUILD_DIR:-build}" -DCMAKE_BUILD_TYPE=Release ${IMGPIPE_CMAKE_ARGS:-} >/dev/null
+  cmake --build "${IMGPIPE_BUILD_DIR:-build}" -j "$(nproc)"
 }
