@@ -93,7 +93,8 @@ Header sniff(const unsigned char* d, size_t n) {
       h.width = std::abs(int64_t(int32_t(le(d + 18, 4))));
       h.height = std::abs(int64_t(int32_t(le(d + 22, 4))));  // negative: stored top-down
     }
-  } else if (n >= 16 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0) {
+  } else if (n >= 16 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0 &&
+             std::memcmp(d + 12, "VP8", 3) == 0) {  // another first chunk: not a WebP OpenCV reads
     h.format = F::WebP;
     if (std::memcmp(d + 12, "VP8X", 4) == 0 && n >= 30) {
       h.animated = (d[20] & 0x02) != 0;
