@@ -18,15 +18,23 @@ class OrderedByteQueue {
   /// Blocks while the item does not fit in the byte budget, unless it is the very item the
   /// consumer waits for (that one is always admitted, so out-of-order producers cannot
   /// deadlock). Returns false, dropping the item, once the queue is closed.
-  bool push(size_t seq, T item, size_t bytes) {
+  /// `reserved`: bytes counted for this item by reserve() before it existed, given back now.
+  bool push(size_t seq, T item, size_t bytes, size_t reserved = 0) {
     std::unique_lock<std::mutex> lock(mu_);
-    space_.wait(lock, [&] { return closed_ || seq == next_ || bytes_ + bytes <= budget_; });
-    if (closed_) return false;
+    bytes_ -= reserved;
+    if (reserved) space_.notify_all();
+    if (!wait_for_space(lock, seq, bytes)) return false;
     items_.emplace(seq, std::make_pair(std::move(item), bytes));
-    bytes_ += bytes;
-    if (bytes_ > peak_) peak_ = bytes_;
     if (seq == next_) ready_.notify_one();
     return true;
+  }
+
+  /// Counts `bytes` for item `seq` before it is made (an image about to be decoded), so that
+  /// what the producers hold while working stays inside the budget too. Blocks as push()
+  /// does; the item's push() gives the reservation back. False once the queue is closed.
+  bool reserve(size_t seq, size_t bytes) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return wait_for_space(lock, seq, bytes);
   }
 
   /// Blocks until the next item in sequence arrives; nullopt once closed.
@@ -61,6 +69,14 @@ class OrderedByteQueue {
   }
 
  private:
+  bool wait_for_space(std::unique_lock<std::mutex>& lock, size_t seq, size_t bytes) {
+    space_.wait(lock, [&] { return closed_ || seq == next_ || bytes_ + bytes <= budget_; });
+    if (closed_) return false;
+    bytes_ += bytes;
+    if (bytes_ > peak_) peak_ = bytes_;
+    return true;
+  }
+
   mutable std::mutex mu_;
   std::condition_variable ready_, space_;
   std::map<size_t, std::pair<T, size_t>> items_;

@@ -3,6 +3,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -35,7 +37,11 @@ class Section {
   }
 
   std::string where(const std::string& key, const YAML::Node& at) const {
-    if (overridden_->count(key)) return "(from --set)";
+    // The key itself or a section above it was set on the command line (--set a.b={c: x}).
+    for (std::string k = key;; k.erase(k.rfind('.'))) {
+      if (overridden_->count(k)) return "(from --set)";
+      if (k.find('.') == std::string::npos) break;
+    }
     if (at && at.Mark().line >= 0)
       return "(line " + std::to_string(at.Mark().line + 1) + (file_.empty() ? "" : " of " + file_) + ")";
     return "";
@@ -72,18 +78,20 @@ class Section {
     }
   }
 
-  void integer(const std::string& k, int& out, int lo, int hi, const char* autoword = nullptr,
-               int autoval = 0) {
+  template <class Int>
+  void integer(const std::string& k, Int& out, int64_t lo, int64_t hi, const char* autoword = nullptr,
+               Int autoval = 0) {
     auto v = get(k);
     if (!v) return;
     const std::string s = scalar(k, v, "an integer");
     if (autoword && s == autoword) { out = autoval; return; }
     char* end = nullptr;
-    const long x = std::strtol(s.c_str(), &end, 10);
+    errno = 0;
+    const long long x = std::strtoll(s.c_str(), &end, 10);
     const std::string range = "an integer in " + std::to_string(lo) + ".." + std::to_string(hi) +
                               (autoword ? std::string(" or '") + autoword + "'" : "");
-    if (s.empty() || *end != '\0' || x < lo || x > hi) fail(full(k), v, range);
-    out = int(x);
+    if (s.empty() || *end != '\0' || errno == ERANGE || x < lo || x > hi) fail(full(k), v, range);
+    out = Int(x);
   }
 
   static bool to_float(const std::string& s, float& out) {
@@ -209,6 +217,25 @@ class Section {
   std::string file_;
   std::set<std::string> known_;
 };
+
+// yaml-cpp keeps both pairs of a repeated key and answers lookups with the first, so a
+// later value would be ignored without a word: refuse the file instead.
+void reject_duplicate_keys(const YAML::Node& node, const std::string& prefix, const std::string& file) {
+  if (node.IsSequence())
+    for (const auto& e : node) reject_duplicate_keys(e, prefix, file);
+  if (!node.IsMap()) return;
+  std::map<std::string, int> seen;  // key -> line
+  for (const auto& kv : node) {
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "?";
+    const std::string full = prefix.empty() ? k : prefix + "." + k;
+    const int line = kv.first.Mark().line + 1;
+    const auto [first, fresh] = seen.emplace(k, line);
+    if (!fresh)
+      throw ConfigError("config key '" + full + "' is given twice (lines " + std::to_string(first->second) + " and " +
+                        std::to_string(line) + " of " + file + "); keep one");
+    reject_duplicate_keys(kv.second, full, file);
+  }
+}
 
 // Sets root[a][b]... = value, creating maps on the way.
 void set_path(YAML::Node root, const std::string& dotted, const YAML::Node& value) {
@@ -364,7 +391,8 @@ int64_t parse_size(const std::string& text) {
       {"GB", 1e9},      {"KiB", 1024.0},  {"MiB", 1048576.0},   {"GiB", 1073741824.0},
       {"K", 1024.0},    {"M", 1048576.0}, {"G", 1073741824.0},  {"TiB", 1099511627776.0}};
   const auto it = units.find(unit);
-  if (it == units.end() || !(value >= 0)) throw std::invalid_argument("not a size: " + text);
+  // Beyond 2^62 bytes is no size a machine has, and would overflow int64.
+  if (it == units.end() || !(value >= 0) || value * it->second > 4.6e18) throw std::invalid_argument("not a size: " + text);
   return int64_t(value * it->second);
 }
 
@@ -392,6 +420,7 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
   }
   if (!root || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
   if (!root.IsMap()) throw ConfigError("config file '" + file + "' must be a mapping of sections");
+  reject_duplicate_keys(root, "", file);
 
   std::set<std::string> overridden;
   for (const auto& o : overrides) {
@@ -417,6 +446,8 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
     Section d = top.sub("decode");
     d.integer("threads", c.decode.threads, 1, 256, "auto", 0);
     d.choice<OnError>("on_error", c.decode.on_error, {{"skip", OnError::Skip}, {"fail", OnError::Fail}});
+    d.size("max_file_bytes", c.decode.max_file_bytes, 1);
+    d.integer<int64_t>("max_pixels", c.decode.max_pixels, 1, int64_t(1) << 40);
     d.finish();
   }
   read_preprocess(top.sub("preprocess"), c.preprocess);
@@ -522,6 +553,8 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "threads" << YAML::Value;
   if (c.decode.threads) e << c.decode.threads; else e << "auto";
   e << YAML::Key << "on_error" << YAML::Value << (c.decode.on_error == OnError::Skip ? "skip" : "fail");
+  e << YAML::Key << "max_file_bytes" << YAML::Value << size_text(c.decode.max_file_bytes);
+  e << YAML::Key << "max_pixels" << YAML::Value << c.decode.max_pixels;
   e << YAML::EndMap;
   const auto& p = c.preprocess;
   e << YAML::Key << "preprocess" << YAML::Value << YAML::BeginMap;

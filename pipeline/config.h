@@ -35,6 +35,8 @@ struct InputConfig {
 struct DecodeConfig {
   int threads = 0;  ///< 0 = auto (one per hardware thread)
   OnError on_error = OnError::Skip;
+  int64_t max_file_bytes = int64_t(256) << 20;  ///< larger files are skipped unread
+  int64_t max_pixels = 178956970;  ///< larger images (by their header) are skipped undecoded
 };
 
 struct PreprocessConfig {

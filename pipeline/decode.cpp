@@ -1,64 +1,219 @@
 #include "decode.h"
 
+#include <png.h>
 #include <turbojpeg.h>
 
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <malloc.h>
+
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <memory>
+#include <vector>
+
+// OpenCV's PNG codec creates its libpng reader without error or warning handlers, so
+// libpng prints each of them to stderr itself ("libpng error: ..."). This definition, being
+// in the executable, takes precedence for OpenCV over libpng's own (ELF interposition) and
+// gives the reader quiet handlers: an error still unwinds to OpenCV (longjmp) and comes back
+// to imgpipe as the file's skip reason, which is where the user reads it.
+namespace {
+[[noreturn]] void png_quiet_error(png_structp png, png_const_charp) { png_longjmp(png, 1); }
+void png_quiet_warning(png_structp, png_const_charp) {}
+}  // namespace
+extern "C" png_structp png_create_read_struct(png_const_charp version, png_voidp error_ptr, png_error_ptr error_fn,
+                                              png_error_ptr warn_fn) {
+  return png_create_read_struct_2(version, error_ptr, error_fn ? error_fn : png_quiet_error,
+                                  warn_fn ? warn_fn : png_quiet_warning, nullptr, nullptr, nullptr);
+}
 
 namespace imgpipe {
 namespace {
-
-// Decompression bombs: refuse images whose pixel buffer alone would be unreasonable.
-constexpr int64_t kMaxPixels = int64_t(1) << 28;
 
 struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }
 };
 
+/// What the first bytes of a file say, before any decoding.
+struct Header {
+  enum class Format { Unknown, Jpeg, Png, Bmp, WebP, Tiff, Gif } format = Format::Unknown;
+  int64_t width = 0, height = 0;  ///< 0 when the header does not say (left to the codec)
+  bool animated = false;
+};
+
+uint32_t le(const unsigned char* p, int n) {
+  uint32_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+uint32_t be(const unsigned char* p, int n) {
+  uint32_t v = 0;
+  for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Width and height from the first IFD of a (classic) TIFF.
+void tiff_size(const unsigned char* d, size_t n, Header& h) {
+  const bool little = d[0] == 'I';
+  auto rd = [&](size_t at, int bytes) { return little ? le(d + at, bytes) : be(d + at, bytes); };
+  const size_t ifd = rd(4, 4);
+  if (ifd > n || n - ifd < 2) return;
+  const size_t count = rd(ifd, 2);
+  for (size_t i = 0; i < count && ifd + 2 + 12 * (i + 1) <= n; ++i) {
+    const size_t e = ifd + 2 + 12 * i;
+    const uint32_t tag = rd(e, 2), type = rd(e + 2, 2);
+    const int64_t value = type == 3 ? rd(e + 8, 2) : type == 4 ? rd(e + 8, 4) : 0;
+    if (tag == 256) h.width = value;
+    if (tag == 257) h.height = value;
+  }
+}
+
+Header sniff(const unsigned char* d, size_t n) {
+  Header h;
+  using F = Header::Format;
+  if (n >= 3 && d[0] == 0xFF && d[1] == 0xD8 && d[2] == 0xFF) {
+    h.format = F::Jpeg;
+  } else if (n >= 8 && std::memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0) {
+    h.format = F::Png;
+    if (n >= 24 && std::memcmp(d + 12, "IHDR", 4) == 0) h.width = be(d + 16, 4), h.height = be(d + 20, 4);
+  } else if (n >= 6 && (std::memcmp(d, "GIF87a", 6) == 0 || std::memcmp(d, "GIF89a", 6) == 0)) {
+    h.format = F::Gif;
+  } else if (n >= 2 && d[0] == 'B' && d[1] == 'M') {
+    h.format = F::Bmp;
+    if (n >= 26 && le(d + 14, 4) == 12) {  // OS/2 core header: 16-bit sizes
+      h.width = le(d + 18, 2), h.height = le(d + 20, 2);
+    } else if (n >= 26) {
+      h.width = std::abs(int64_t(int32_t(le(d + 18, 4))));
+      h.height = std::abs(int64_t(int32_t(le(d + 22, 4))));  // negative: stored top-down
+    }
+  } else if (n >= 16 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0 &&
+             std::memcmp(d + 12, "VP8", 3) == 0) {  // another first chunk: not a WebP OpenCV reads
+    h.format = F::WebP;
+    if (std::memcmp(d + 12, "VP8X", 4) == 0 && n >= 30) {
+      h.animated = (d[20] & 0x02) != 0;
+      h.width = int64_t(le(d + 24, 3)) + 1, h.height = int64_t(le(d + 27, 3)) + 1;
+    } else if (std::memcmp(d + 12, "VP8 ", 4) == 0 && n >= 30) {
+      h.width = le(d + 26, 2) & 0x3fff, h.height = le(d + 28, 2) & 0x3fff;
+    } else if (std::memcmp(d + 12, "VP8L", 4) == 0 && n >= 25) {
+      const uint32_t bits = le(d + 21, 4);
+      h.width = int64_t(bits & 0x3fff) + 1, h.height = int64_t((bits >> 14) & 0x3fff) + 1;
+    }
+  } else if (n >= 8 && (std::memcmp(d, "II*\0", 4) == 0 || std::memcmp(d, "MM\0*", 4) == 0)) {
+    h.format = F::Tiff;
+    tiff_size(d, n, h);
+  }
+  return h;
+}
+
+// Library messages may span lines (OpenCV's end in '\n'); a skip reason is one line.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
+  const size_t b = s.find_first_not_of(' '), e = s.find_last_not_of(' ');
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+// Process-wide, once, before the first decode:
+// - OpenCV's own log lines (warnings from its codecs) are not imgpipe's to print: every
+//   failure already comes back as a skip reason.
+// - File buffers and decoded images are large and short-lived. glibc raises its mmap
+//   threshold after the first such block is freed, and from then on keeps freed images in
+//   each thread's heap, so resident memory grew by an image or two per decode thread
+//   beyond the host budget; a fixed threshold hands every block of 1 MiB or more back to
+//   the system when it is freed.
+void configure_process_once() {
+  static const bool once = [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+    // OpenCV 4.6's imdecode also writes a codec's exception to std::cerr before handing
+    // back an empty image; imgpipe writes its own lines with stdio, never through std::cerr.
+    std::cerr.rdbuf(nullptr);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    return true;
+  }();
+  (void)once;
+}
+
 }  // namespace
 
-Decoder::Decoder(bool gray) : tj_(tjInitDecompress()), gray_(gray) {}
+Decoder::Decoder(bool gray, DecodeLimits limits) : tj_(tjInitDecompress()), gray_(gray), limits_(limits) {
+  configure_process_once();
+}
 Decoder::~Decoder() {
   if (tj_) tjDestroy(tj_);
 }
 
-bool Decoder::decode(const std::string& path, const NeededSize& needed, Decoded& out, std::string& error) {
+bool Decoder::decode(const std::string& path, const NeededSize& needed, Decoded& out, std::string& error,
+                     const Reserve& reserve) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
-  if (ec) return error = "cannot read: " + ec.message(), false;
+  if (ec) return error = one_line("cannot read: " + ec.message()), false;
   if (std::filesystem::is_directory(status)) return error = "is a directory, not an image file", false;
   if (!std::filesystem::is_regular_file(status)) return error = "not a regular file", false;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) return error = one_line("cannot read: " + ec.message()), false;
+  if (size == 0) return error = "empty file (0 bytes)", false;
+  if (size > uintmax_t(limits_.max_file_bytes))
+    return error = "file too large (" + std::to_string(size) + " bytes, limit " +
+                   std::to_string(limits_.max_file_bytes) + "; raise decode.max_file_bytes)",
+           false;
   std::unique_ptr<FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
   if (!f) return error = std::string("cannot open: ") + std::strerror(errno), false;
-  std::fseek(f.get(), 0, SEEK_END);
-  const long size = std::ftell(f.get());
-  std::fseek(f.get(), 0, SEEK_SET);
-  if (size <= 0) return error = "empty file (0 bytes)", false;
-  buffer_.resize(size_t(size));
-  if (std::fread(buffer_.data(), 1, buffer_.size(), f.get()) != buffer_.size())
-    return error = std::string("read failed: ") + std::strerror(errno), false;
-  return decode_bytes(reinterpret_cast<const unsigned char*>(buffer_.data()), buffer_.size(), needed, out, error);
+  if (reserve && !reserve(size_t(size))) return error = "stopped", false;
+  // Per file, not kept: a thread that once read a large file does not hold its memory.
+  std::vector<unsigned char> bytes(static_cast<size_t>(size));
+  if (std::fread(bytes.data(), 1, bytes.size(), f.get()) != bytes.size())
+    return error = std::string("read failed: ") + (std::ferror(f.get()) ? std::strerror(errno) : "file shrank while read"),
+           false;
+  return decode_bytes(bytes.data(), bytes.size(), needed, out, error, reserve);
 }
 
 bool Decoder::decode_bytes(const unsigned char* data, size_t size, const NeededSize& needed, Decoded& out,
-                           std::string& error) {
+                           std::string& error, const Reserve& reserve) {
+  const bool ok = decode_any(data, size, needed, out, error, reserve);
+  if (!ok) error = one_line(error);
+  return ok;
+}
+
+bool Decoder::pixels_allowed(int64_t width, int64_t height, std::string& error) const {
+  // Header sizes go up to 2^32 each: divide rather than multiply, so nothing overflows.
+  if (width <= 0 || height <= 0 || (width <= limits_.max_pixels && height <= limits_.max_pixels / width)) return true;
+  error = "image too large (" + std::to_string(width) + "x" + std::to_string(height) + " pixels, limit " +
+          std::to_string(limits_.max_pixels) + "; raise decode.max_pixels)";
+  return false;
+}
+
+bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSize& needed, Decoded& out,
+                         std::string& error, const Reserve& reserve) {
+  using F = Header::Format;
   if (size == 0) return error = "empty file (0 bytes)", false;
   // The content decides the codec, not the extension: a PNG named .jpg still decodes.
-  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF)
-    return decode_jpeg(data, size, needed, out, error);
+  const Header h = sniff(data, size);
+  if (h.format == F::Jpeg) return decode_jpeg(data, size, needed, out, error, reserve);
+  if (h.format == F::Gif) return error = "unsupported format: GIF (convert it to PNG)", false;
+  if (h.animated) return error = "unsupported: animated WebP (convert one frame to PNG)", false;
+  // Only the formats imgpipe names go to OpenCV: its other codecs (HDR, PNM, Sun raster...)
+  // are not offered, and some of them decode through a temporary file.
+  if (h.format == F::Unknown) return error = "not a decodable image (corrupt, truncated or unsupported format)", false;
+  if (!pixels_allowed(h.width, h.height, error)) return false;
+  if (size > size_t(INT_MAX)) return error = "file too large for OpenCV (" + std::to_string(size) + " bytes)", false;
+  // Pixels the codec will allocate; headers that give no size leave it to the codec.
+  const size_t pixel_bytes = size_t(h.width * h.height) * (gray_ ? 1 : 3);
+  if (reserve && pixel_bytes && !reserve(pixel_bytes)) return error = "stopped", false;
   cv::Mat img;
   try {
     img = cv::imdecode(cv::_InputArray(data, int(size)), gray_ ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
   } catch (const cv::Exception& e) {
-    return error = std::string("decode failed: ") + e.what(), false;
+    return error = "corrupt or unsupported image (OpenCV: " + e.err + ")", false;
   }
   if (img.empty()) return error = "not a decodable image (corrupt, truncated or unsupported format)", false;
+  if (!pixels_allowed(img.cols, img.rows, error)) return false;
   if (img.depth() != CV_8U) img.convertTo(img, CV_8U);
   out.pixels = img;
   out.orig_width = img.cols;
@@ -68,19 +223,33 @@ bool Decoder::decode_bytes(const unsigned char* data, size_t size, const NeededS
 }
 
 bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSize& needed, Decoded& out,
-                          std::string& error) {
+                          std::string& error, const Reserve& reserve) {
+  // A failed call leaves the TurboJPEG handle in an error state that the next file would
+  // inherit (libjpeg-turbo 2.1); a fresh handle keeps each file's verdict its own.
+  struct ResetOnFailure {
+    void*& tj;
+    bool ok = false;
+    ~ResetOnFailure() {
+      if (ok) return;
+      if (tj) tjDestroy(tj);
+      tj = tjInitDecompress();
+    }
+  } guard{tj_};
   if (!tj_) return error = "TurboJPEG could not be initialised", false;
   int w = 0, h = 0, subsamp = 0, colorspace = 0;
   if (tjDecompressHeader3(tj_, data, static_cast<unsigned long>(size), &w, &h, &subsamp, &colorspace) != 0)
     return error = std::string("corrupt JPEG header: ") + tjGetErrorStr2(tj_), false;
   if (w <= 0 || h <= 0) return error = "corrupt JPEG: zero width or height", false;
-  if (int64_t(w) * h > kMaxPixels) return error = "image too large (" + std::to_string(w) + "x" + std::to_string(h) + ")", false;
+  if (!pixels_allowed(w, h, error)) return false;
+  const int channels = gray_ ? 1 : 3;
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
     // TurboJPEG cannot convert CMYK to BGR; OpenCV's libjpeg path can.
+    if (size > size_t(INT_MAX)) return error = "file too large for OpenCV (" + std::to_string(size) + " bytes)", false;
+    if (reserve && !reserve(size_t(w) * size_t(h) * (4 + channels))) return error = "stopped", false;
     cv::Mat img = cv::imdecode(cv::_InputArray(data, int(size)), gray_ ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
     if (img.empty()) return error = "corrupt CMYK JPEG", false;
     out.pixels = img, out.orig_width = w, out.orig_height = h, out.dct_denominator = 1;
-    return true;
+    return guard.ok = true;
   }
   // DCT-domain downscaling: the largest reduction whose result is still at least the size
   // the resize needs, so the resize that follows only ever shrinks.
@@ -96,6 +265,7 @@ bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSi
   }
   const tjscalingfactor sf{1, denom};
   const int sw = TJSCALED(w, sf), sh = TJSCALED(h, sf);
+  if (reserve && !reserve(size_t(sw) * size_t(sh) * channels)) return error = "stopped", false;
   cv::Mat img(sh, sw, gray_ ? CV_8UC1 : CV_8UC3);
   // A truncated or damaged stream yields a warning and a half-grey image; treat it as
   // corrupt rather than feed the model garbage.
@@ -106,7 +276,7 @@ bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSi
   out.orig_width = w;
   out.orig_height = h;
   out.dct_denominator = denom;
-  return true;
+  return guard.ok = true;
 }
 
 }  // namespace imgpipe

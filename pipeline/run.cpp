@@ -264,7 +264,7 @@ class Job {
   }
 
   void decode_worker(const std::vector<size_t>& work, std::atomic<size_t>& next, OrderedByteQueue<Item>& queue) {
-    Decoder decoder(params_.src_channels == 1);
+    Decoder decoder(params_.src_channels == 1, {cfg_.decode.max_file_bytes, cfg_.decode.max_pixels});
     const NeededSize needed = [this](int w, int h) {
       const auto d = place_image(cfg_.preprocess, w, h);
       return std::make_pair(d.resized_w, d.resized_h);
@@ -273,11 +273,21 @@ class Job {
     for (size_t seq; (seq = next.fetch_add(1)) < work.size();) {
       Item item;
       item.pos = work[seq];
+      // What this image holds while it is decoded and preprocessed (the file, its pixels,
+      // on the CPU its tensor) counts against the budget before it is allocated, so the
+      // decode threads never hold more than the budget beside the queue.
+      size_t reserved = 0;
+      const Reserve reserve = [&](size_t bytes) {
+        if (reserved == 0 && !gpu_) bytes += out_bytes;
+        if (!queue.reserve(seq, bytes)) return false;
+        reserved += bytes;
+        return true;
+      };
       Decoded d;
       auto t = Clock::now();
-      if (!decoder.decode(inputs_[item.pos], needed, d, item.error)) {
+      if (!decoder.decode(inputs_[item.pos], needed, d, item.error, reserve)) {
         times_.decode_ns += (Clock::now() - t).count();
-        if (!queue.push(seq, std::move(item), 0)) return;
+        if (!queue.push(seq, std::move(item), 0, reserved)) return;
         continue;
       }
       times_.decode_ns += (Clock::now() - t).count();
@@ -286,7 +296,7 @@ class Job {
         const size_t bytes = d.pixels.total() * d.pixels.elemSize();
         item.pixels = std::move(d.pixels);
         item.desc = desc;
-        if (!queue.push(seq, std::move(item), bytes)) return;
+        if (!queue.push(seq, std::move(item), bytes, reserved)) return;
         continue;
       }
       t = Clock::now();
@@ -296,8 +306,8 @@ class Job {
       item.tensor.resize(out_bytes);
       kernels::preprocess_cpu(d.pixels.data, &desc, 1, params_, item.tensor.data());
       times_.preprocess_ns += (Clock::now() - t).count();
-      d.pixels.release();  // before blocking in push: only the tensor counts against the budget
-      if (!queue.push(seq, std::move(item), out_bytes)) return;
+      d.pixels.release();  // before push: only the tensor stays counted against the budget
+      if (!queue.push(seq, std::move(item), out_bytes, reserved)) return;
     }
   }
 

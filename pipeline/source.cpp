@@ -42,12 +42,15 @@ std::vector<std::string> list_inputs(const InputConfig& in) {
     std::sort(all.begin(), all.end());
   } else if (fs::is_regular_file(root, ec)) {
     // A list file: one path per line, relative paths taken from the list's folder; blank
-    // lines and '#' comments ignored; order kept as given.
+    // lines and '#' comments ignored; order kept as given. Spaces, tabs and CR around a
+    // path are not part of it (so a name that begins or ends with a space cannot be listed).
     std::ifstream f(root);
     if (!f) throw std::runtime_error("cannot read list file '" + in.path + "'");
     const fs::path base = root.parent_path();
     for (std::string line; std::getline(f, line);) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+      const char* blank = " \t\r";
+      line.erase(0, std::min(line.size(), line.find_first_not_of(blank)));
+      line.erase(line.find_last_not_of(blank) + 1);
       if (line.empty() || line[0] == '#') continue;
       fs::path p(line);
       all.push_back((p.is_relative() ? base / p : p).lexically_normal().string());

@@ -6,7 +6,7 @@
 # pkgconf provides pkg-config; cmake may come from pip, which is fine).
 IMGPIPE_TOOLS=(c++:build-essential make:build-essential cmake:cmake pkg-config:pkg-config ccache:ccache)
 # Libraries the tool needs to build and run, and those only the tests need.
-IMGPIPE_PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev
+IMGPIPE_PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev libpng-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libopenblas-dev)
 IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev)
 
@@ -90,8 +90,8 @@ cuda_archs() {
     tr -d ' .' | sed -n '/^[0-9][0-9]*$/p' | sort -un | paste -sd ';'
 }
 
-# Configures and builds Release into build/. Extra CMake arguments come from
-# IMGPIPE_CMAKE_ARGS, e.g. IMGPIPE_CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=75" (which also
+# Configures and builds Release into build/ (or IMGPIPE_BUILD_DIR). Extra CMake arguments
+# come from IMGPIPE_CMAKE_ARGS, e.g. IMGPIPE_CMAKE_ARGS="-DCMAKE_CUDA_ARCHITECTURES=75" (which also
 # overrides the architectures cuda_archs picks).
 build_imgpipe() {
   find_cuda
@@ -103,6 +103,6 @@ build_imgpipe() {
     archs=(-DCMAKE_CUDA_ARCHITECTURES="$a")
   fi
   # shellcheck disable=SC2086
-  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${archs[@]}" ${IMGPIPE_CMAKE_ARGS:-} >/dev/null
-  cmake --build build -j "$(nproc)"
+  cmake -S . -B "${IMGPIPE_BUILD_DIR:-build}" -DCMAKE_BUILD_TYPE=Release "${archs[@]}" ${IMGPIPE_CMAKE_ARGS:-} >/dev/null
+  cmake --build "${IMGPIPE_BUILD_DIR:-build}" -j "$(nproc)"
 }

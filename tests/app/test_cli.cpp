@@ -4,6 +4,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <sstream>
 
 #include "cli_util.h"
@@ -275,4 +277,88 @@ TEST(Cli, ModelThatDoesNotMatchThePreprocessingIsAConfigError) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.output.find("takes 3x56x56"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::is_empty(out.path()));
+}
+
+namespace {
+
+// The sample config on `in`, tensors only, into `out`.
+std::string job(const std::string& in, const std::string& out) {
+  return "-q --config " + kSource + "/configs/sample.yaml --set model.path= --set input.path=" + in +
+         " --set output.dir=" + out;
+}
+
+}  // namespace
+
+TEST(Cli, OneBadJpegHeaderLosesNoGoodImage) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 1000, 32, 24);
+  // Sorted first, so every good file comes after it on the same decode thread.
+  std::vector<uchar> jpg;
+  cv::imencode(".jpg", test::random_image(32, 24, 3), jpg);
+  std::string bad(jpg.begin(), jpg.end());
+  const size_t sof = bad.find("\xFF\xC0");
+  bad[sof + 2] = bad[sof + 3] = 0;  // SOF length 0: "Bogus marker length"
+  test::write_file(tmp / "in/000_bad.jpg", bad);
+  for (const char* threads : {"1", "2"}) {
+    const std::string out = tmp / ("out" + std::string(threads));
+    const auto r = run_imgpipe(job(tmp / "in", out) + " --set decode.threads=" + threads);
+    ASSERT_EQ(r.code, 0) << r.output;
+    const json report = load_json(out + "/report.json");
+    EXPECT_EQ(report["counts"]["written"], 1000) << threads << " thread(s)";
+    ASSERT_EQ(report["counts"]["skipped"], 1) << threads << " thread(s)";
+    EXPECT_EQ(report["skipped"][0]["path"], tmp / "in/000_bad.jpg");
+    EXPECT_NE(report["skipped"][0]["reason"].get<std::string>().find("Bogus marker length"), std::string::npos);
+  }
+}
+
+TEST(Cli, HugeAndUnsupportedFilesAreSkippedWithOneCleanLineEach) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.path() / "in");
+  cv::imwrite(tmp / "in/good.png", test::random_image(64, 48, 1));
+  { std::ofstream f(tmp / "in/huge.png"); }
+  fs::resize_file(tmp / "in/huge.png", uintmax_t(100) << 30);  // 100 GiB, sparse
+  const std::string png = test::read_file(tmp / "in/good.png");
+  test::write_file(tmp / "in/truncated.png", png.substr(0, png.size() / 2));
+  test::write_file(tmp / "in/anim.png", std::string("GIF89a\x01\x00\x01\x00\x00\x00\x00;", 13));
+  const std::string out = tmp / "out";
+  const auto r = run_imgpipe(job(tmp / "in", out) + " --set decode.threads=1");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const json report = load_json(out + "/report.json");
+  EXPECT_EQ(report["counts"]["written"], 1);
+  std::map<std::string, std::string> reasons;
+  for (const auto& s : report["skipped"]) reasons[fs::path(s["path"].get<std::string>()).filename()] = s["reason"];
+  EXPECT_EQ(reasons["huge.png"], "file too large (107374182400 bytes, limit 268435456; raise decode.max_file_bytes)");
+  EXPECT_EQ(reasons["anim.png"], "unsupported format: GIF (convert it to PNG)");
+  EXPECT_EQ(reasons["truncated.png"], "not a decodable image (corrupt, truncated or unsupported format)");
+  // stderr holds imgpipe's own lines only: no libpng or OpenCV text, no reason split over lines.
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) EXPECT_EQ(line.rfind("imgpipe: ", 0), 0u) << line;
+  EXPECT_NE(test::read_file(out + "/index-00000.csv").find("huge.png,\"file too large ("), std::string::npos);
+}
+
+TEST(Cli, DecodedImagesCountAgainstTheHostBudgetBeforeDecoding) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under ASan freed memory waits in its quarantine: resident memory is not the program's";
+#endif
+  test::TempDir tmp;
+  fs::create_directories(tmp.path() / "in");
+  fs::create_directories(tmp.path() / "one");
+  // 16 BMPs of 1600x1600: 7.3 MiB on disk and 7.3 MiB decoded each; 8 decode threads. Were
+  // each thread to read and decode before asking the budget, 8 of them would be held at once.
+  const cv::Mat img = test::random_image(1600, 1600, 5);
+  for (int i = 0; i < 16; ++i) cv::imwrite(tmp / ("in/" + std::to_string(100 + i) + ".bmp"), img);
+  cv::imwrite(tmp / "one/small.bmp", test::random_image(16, 16, 5));
+  const std::string args = " --set decode.threads=8 --set memory.host_budget=16MiB";
+  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
+    const auto r = run_imgpipe(job(in, out) + args);
+    EXPECT_EQ(r.code, 0) << r.output;
+    const json report = load_json(out + "/report.json");
+    EXPECT_EQ(report["counts"]["written"], images);
+    return report["memory"]["peak_rss_bytes"].get<int64_t>();
+  };
+  const int64_t base = peak_rss(tmp / "one", tmp / "out1", 1);  // the process itself
+  const int64_t peak = peak_rss(tmp / "in", tmp / "out", 16);
+  // At most the budget, plus the one image let in over it (the one the writer waits for:
+  // 14.6 MiB of file and pixels), plus slack for the resize buffers.
+  EXPECT_LT(peak - base, int64_t(16 + 15 + 8) << 20) << "base " << base << ", peak " << peak;
 }

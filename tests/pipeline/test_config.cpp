@@ -164,3 +164,42 @@ TEST(Config, ResolvedYamlLoadsBackToTheSameConfig) {
   EXPECT_EQ(b.preprocess.color, PreprocessConfig::Color::Gray);
   EXPECT_EQ(b.batch.max, 32);
 }
+
+TEST(Config, DuplicateKeysAreRejectedNamingBothLines) {
+  std::string e = error_of("input: {path: data}\ndecode:\n  threads: 2\n  on_error: skip\n  threads: 4\n");
+  EXPECT_NE(e.find("config key 'decode.threads' is given twice (lines 3 and 5 of "), std::string::npos) << e;
+  e = error_of("input: {path: data}\nbatch: {max: 8}\nprogress: off\nbatch: {max: 64}\n");
+  EXPECT_NE(e.find("config key 'batch' is given twice (lines 2 and 4 of "), std::string::npos) << e;
+  e = error_of("input: {path: data, recursive: true, path: other}\n");
+  EXPECT_NE(e.find("config key 'input.path' is given twice (lines 1 and 1 of "), std::string::npos) << e;
+}
+
+TEST(Config, SetErrorsSayFromSetNotALineOfTheFile) {
+  std::string e = error_of(kMinimal, {"decode={threads: lots}"});
+  EXPECT_NE(e.find("config key 'decode.threads' (from --set): expected an integer"), std::string::npos) << e;
+  e = error_of(kMinimal, {"input.shard={index: 3, count: 2}"});
+  EXPECT_NE(e.find("config key 'input.shard.index' (from --set)"), std::string::npos) << e;
+  e = error_of(kMinimal, {"decode={thread: 2}"});
+  EXPECT_NE(e.find("unknown config key 'decode.thread' (from --set)"), std::string::npos) << e;
+  EXPECT_EQ(e.find("line 1"), std::string::npos) << e;
+}
+
+TEST(Config, DecodeLimitsParseValidateAndPrint) {
+  test::TempDir dir;
+  test::write_file(dir / "c.yaml", std::string(kMinimal) + "decode: {max_file_bytes: 5GiB, max_pixels: 4000000000}\n");
+  const Config c = load_config(dir / "c.yaml", {});
+  EXPECT_EQ(c.decode.max_file_bytes, int64_t(5) << 30);  // beyond 32 bits, not truncated
+  EXPECT_EQ(c.decode.max_pixels, int64_t(4000000000));
+  const Config d = load_config(dir / "c.yaml", {"decode.max_file_bytes=256MiB", "decode.max_pixels=178956970"});
+  EXPECT_EQ(d.decode.max_file_bytes, Config().decode.max_file_bytes);
+  EXPECT_EQ(d.decode.max_pixels, Config().decode.max_pixels);
+  const std::string yaml = to_yaml(c);
+  EXPECT_NE(yaml.find("max_file_bytes: 5GiB"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("max_pixels: 4000000000"), std::string::npos) << yaml;
+  EXPECT_NE(error_of(kMinimal, {"decode.max_file_bytes=lots"}).find("config key 'decode.max_file_bytes' (from --set): expected a size"),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"decode.max_pixels=0"}).find("config key 'decode.max_pixels' (from --set): expected an integer in 1.."),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"decode.max_pixels=99999999999999999999"}).find("expected an integer"), std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"decode.max_file_bytes=1e30"}).find("expected a size"), std::string::npos);
+}

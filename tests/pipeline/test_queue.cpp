@@ -66,3 +66,24 @@ TEST(OrderedByteQueue, CloseWakesBlockedThreads) {
   producer.join();
   EXPECT_FALSE(q.pop().has_value());
 }
+
+TEST(OrderedByteQueue, ReservationsCountBeforeTheItemExistsAndPushGivesThemBack) {
+  OrderedByteQueue<int> q(100);
+  ASSERT_TRUE(q.reserve(0, 70));  // item 0 is being decoded: 70 bytes held
+  std::atomic<bool> reserved{false};
+  std::thread decoder([&] {
+    ASSERT_TRUE(q.reserve(1, 70));  // 140 > 100: waits, holding nothing
+    reserved = true;
+    ASSERT_TRUE(q.push(1, 1, 10, 70));
+  });
+  std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(reserved.load());
+  EXPECT_EQ(q.bytes(), 70u);
+  ASSERT_TRUE(q.push(0, 0, 20, 70));  // decoded down to a 20-byte tensor: 20 + 70 fit
+  EXPECT_EQ(q.pop().value(), 0);
+  EXPECT_EQ(q.pop().value(), 1);
+  decoder.join();
+  EXPECT_TRUE(reserved.load());
+  EXPECT_EQ(q.bytes(), 0u);
+  EXPECT_LE(q.peak_bytes(), 90u);  // at most 20 queued + 70 reserved, never 140
+}

@@ -47,6 +47,14 @@ TEST(Source, ListFileKeepsOrderAndResolvesRelativePaths) {
   EXPECT_EQ(list_inputs(in), (std::vector<std::string>{dir / "z.jpg", "/abs/a.png", dir / "sub/b.bmp"}));
 }
 
+TEST(Source, ListFileTrimsSpaceAroundEachPath) {
+  test::TempDir dir;
+  test::write_file(dir / "list.txt", "  a.jpg  \n\tb.png\t\r\n   # an indented comment\n  \n");
+  InputConfig in;
+  in.path = dir / "list.txt";
+  EXPECT_EQ(list_inputs(in), (std::vector<std::string>{dir / "a.jpg", dir / "b.png"}));
+}
+
 TEST(Source, ShardsPartitionTheInputExactly) {
   test::TempDir dir;
   for (int i = 0; i < 23; ++i) touch(dir / ("img" + std::to_string(100 + i) + ".jpg"));
