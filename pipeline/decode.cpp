@@ -94,7 +94,8 @@ Header sniff(const unsigned char* d, size_t n) {
       h.height = std::abs(int64_t(int32_t(le(d + 22, 4))));  // negative: stored top-down
     }
   } else if (n >= 16 && std::memcmp(d, "RIFF", 4) == 0 && std::memcmp(d + 8, "WEBP", 4) == 0 &&
-             std::memcmp(d + 12, "VP8", 3) == 0) {  // another first chunk: not a WebP OpenCV reads
+             std::memcmp(d + 12, "VP8", 3) == 0 &&
+             (d[15] == ' ' || d[15] == 'L' || d[15] == 'X')) {  // another first chunk: not a WebP OpenCV reads
     h.format = F::WebP;
     if (std::memcmp(d + 12, "VP8X", 4) == 0 && n >= 30) {
       h.animated = (d[20] & 0x02) != 0;
@@ -203,6 +204,12 @@ bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSiz
   if (h.format == F::Unknown) return error = "not a decodable image (corrupt, truncated or unsupported format)", false;
   if (!pixels_allowed(h.width, h.height, error)) return false;
   if (size > size_t(INT_MAX)) return error = "file too large for OpenCV (" + std::to_string(size) + " bytes)", false;
+  // OpenCV also picks its codec by content: when the named format's reader rejects a broken
+  // header, it tries its others, and its DICOM reader (GDCM) aborts the whole process on some
+  // inputs. DICOM's signature ("DICM" at byte 128) is the only one that can sit beside these
+  // formats' own, so such a file never reaches OpenCV.
+  if (size >= 132 && std::memcmp(data + 128, "DICM", 4) == 0)
+    return error = "not a decodable image (corrupt, or DICOM, which is unsupported)", false;
   // Pixels the codec will allocate; headers that give no size leave it to the codec.
   const size_t pixel_bytes = size_t(h.width * h.height) * (gray_ ? 1 : 3);
   if (reserve && pixel_bytes && !reserve(pixel_bytes)) return error = "stopped", false;

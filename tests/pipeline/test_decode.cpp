@@ -290,3 +290,20 @@ TEST(Decode, UnsupportedFormatsAndLibraryErrorsAreOneActionableLine) {
   EXPECT_EQ(err.find("OpenCV(4"), std::string::npos) << err;
   EXPECT_NE(err.find("corrupt or unsupported image (OpenCV: "), std::string::npos) << err;
 }
+
+// Found by the fuzzer: a broken WebP header with "DICM" at byte 128 made OpenCV fall back to
+// its DICOM reader, whose assertion aborted the whole run. Each must be a skip with a reason.
+TEST(Decode, BrokenHeadersThatOpenCvWouldHandToItsDicomReaderAreSkipped) {
+  using namespace std::string_literals;
+  Decoder dec(false);
+  for (std::string data : {"RIFF\xca\x64\x02\x00WEBPVP8\xff"s, "RIFF\xca\x64\x02\x00WEBPVP8 "s, "BM\0\0\0\0"s,
+                           "II*\0\x08\0\0\0"s, "\x89PNG\r\n\x1a\n"s}) {
+    data.resize(128, '\xff');
+    data += "DICM\x02\x9f"s;  // and the file ends: GDCM's reader asserted on this
+    Decoded out;
+    std::string err;
+    EXPECT_FALSE(dec.decode_bytes(reinterpret_cast<const uchar*>(data.data()), data.size(), nullptr, out, err));
+    EXPECT_FALSE(err.empty());
+    EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+  }
+}
