@@ -9,6 +9,7 @@ expects); the output "logits". With --batch dynamic (default) the batch axis is 
 so imgpipe can pick any batch size.
 """
 import argparse
+import inspect
 import sys
 
 
@@ -46,8 +47,10 @@ def main() -> int:
     dynamic = args.batch == "dynamic"
     batch = 1 if dynamic else int(args.batch)
     dummy = torch.randn(batch, 3, args.size, args.size)
+    # The TorchScript exporter: newer PyTorch defaults to the dynamo one (opset 18 and up).
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     torch.onnx.export(
-        model, dummy, args.out,
+        model, dummy, args.out, **legacy,
         input_names=["input"], output_names=["logits"],
         opset_version=args.opset, do_constant_folding=True,
         dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None,
