@@ -19,16 +19,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json load_json(const std::string& path) { return json::parse(test::read_file(path)); }
-
-// Files of an output dir, name -> bytes, leaving out the report (it holds timings).
-std::map<std::string, std::string> outputs(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename() != "report.json") files[e.path().filename().string()] = test::read_file(e.path().string());
-  return files;
-}
-
 void make_images(const fs::path& dir, int n, int w, int h) {
   fs::create_directories(dir);
   for (int i = 0; i < n; ++i) {

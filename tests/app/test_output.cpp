@@ -23,20 +23,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json load_json(const std::string& path) { return json::parse(test::read_file(path)); }
-
-// Files of an output dir whose name starts with `prefix`, name -> bytes, leaving out the
-// reports (they hold timings).
-std::map<std::string, std::string> outputs(const fs::path& dir, const std::string& prefix = "") {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind(prefix, 0) == 0 && name.find("report.json") == std::string::npos)
-      files[name] = test::read_file(e.path().string());
-  }
-  return files;
-}
-
 void make_images(const fs::path& dir, int first, int n) {
   fs::create_directories(dir);
   for (int i = first; i < first + n; ++i) {

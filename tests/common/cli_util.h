@@ -3,12 +3,17 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
 #include <string>
 
 #include "gpu_guard.h"
+#include "test_util.h"
 
 namespace imgpipe::test {
 
@@ -42,6 +47,20 @@ inline const std::string kSource = env_or("IMGPIPE_TEST_SOURCE_DIR", IMGPIPE_SOU
 /// Runs the imgpipe binary with `args`, `env` (e.g. "VAR=1") in front.
 inline Result run_imgpipe(const std::string& args, const std::string& env = "") {
   return run_cmd(env + " " + kBinary + " " + args);
+}
+
+/// A JSON file (report.json, manifest.json), parsed.
+inline nlohmann::json load_json(const std::string& path) { return nlohmann::json::parse(read_file(path)); }
+
+/// The files of an output dir whose name starts with `prefix`, name -> bytes, leaving out
+/// the reports (`report.json`, `partN-report.json`: they hold timings).
+inline std::map<std::string, std::string> outputs(const std::filesystem::path& dir, const std::string& prefix = "") {
+  std::map<std::string, std::string> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(prefix, 0) == 0 && name.find("report.json") == std::string::npos) files[name] = read_file(e.path().string());
+  }
+  return files;
 }
 
 }  // namespace imgpipe::test
