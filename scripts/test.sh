@@ -8,5 +8,7 @@ source scripts/common.sh
 install_packages "${IMGPIPE_PACKAGES[@]}" "${IMGPIPE_TEST_PACKAGES[@]}"
 # With the oracle installed, its comparisons must run rather than skip.
 install_test_python && export IMGPIPE_REQUIRE_ORT="${IMGPIPE_REQUIRE_ORT:-1}"
+python3 -c "import numpy" 2>/dev/null && export IMGPIPE_REQUIRE_NUMPY="${IMGPIPE_REQUIRE_NUMPY:-1}"
+trap report_oracles EXIT
 build_imgpipe
 ctest --test-dir build --output-on-failure -j "$(nproc)" "$@"
