@@ -323,3 +323,27 @@ TEST(Cli, NhwcTensorsHaveRowsHeightWidthChannels) {
   const auto r = run_cmd("python3 -c \"import numpy as n; print(n.load('" + (out / "tensors-00001.npy") + "').shape)\"");
   EXPECT_EQ(r.output, "(3, 56, 40, 3)\n");
 }
+
+// README: --quiet drops progress and the summary, never warnings.
+TEST(Cli, QuietStillPrintsWarnings) {
+  test::TempDir out;
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set model.path= --set output.dir=" + out.path().string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("warning: skipped " + kSource + "/data/sample/corrupt_truncated.jpg: corrupt JPEG"),
+            std::string::npos)
+      << r.output;
+}
+
+// README: a labels file whose length differs from the model's outputs stops before any work.
+TEST(Cli, LabelsOfTheWrongLengthAreAConfigError) {
+  test::TempDir out;
+  test::write_file(out / "labels.txt", "red\ngreen\nblue\n");
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set model.path=" + kSource + "/data/sample/model.onnx --set model.labels=" +
+                             (out / "labels.txt") + " --set output.dir=" + (out / "o"));
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("'model.labels'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("has 3 labels but the model has 6 outputs"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out / "o/predictions.csv"));
+}
