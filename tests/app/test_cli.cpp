@@ -347,3 +347,30 @@ TEST(Cli, LabelsOfTheWrongLengthAreAConfigError) {
   EXPECT_NE(r.output.find("has 3 labels but the model has 6 outputs"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out / "o/predictions.csv"));
 }
+
+// README: JSONL predictions are JSON per line, with quotes and backslashes in paths escaped.
+TEST(Cli, JsonlEscapesQuotesAndBackslashesInPaths) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "in");
+  const std::string name = tmp / "in/a \"quoted\"\\back.jpg";
+  fs::copy_file(kSource + "/data/sample/red_disc.jpg", name);
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + (tmp / "in") +
+                             " --set output.predictions=jsonl --set output.dir=" + (tmp / "out"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  const std::string text = test::read_file(tmp / "out/predictions.jsonl");
+  EXPECT_NE(text.find("a \\\"quoted\\\"\\\\back.jpg\""), std::string::npos) << text;
+  const json line = json::parse(text.substr(0, text.find('\n')));
+  EXPECT_EQ(line["path"], name);
+  EXPECT_EQ(line["top"][0]["label"], "red");
+}
+
+// README: on the CPU the automatic batch is capped at 32 (batch.max 64 in the sample config).
+TEST(Cli, CpuCapsTheAutomaticBatchAt32) {
+  test::TempDir out;
+  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                             "/data/sample --set device=cpu --set progress=off --set output.dir=" + out.path().string());
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("the automatic batch is capped at 32"), std::string::npos) << r.output;
+  const json report = load_json(out / "report.json");
+  EXPECT_EQ(report["model"]["governor"]["events"][0]["batch_after"], 32);
+}
