@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -373,4 +375,35 @@ TEST(Cli, CpuCapsTheAutomaticBatchAt32) {
   EXPECT_NE(r.output.find("the automatic batch is capped at 32"), std::string::npos) << r.output;
   const json report = load_json(out / "report.json");
   EXPECT_EQ(report["model"]["governor"]["events"][0]["batch_after"], 32);
+}
+
+// README: model.output embedding writes the graph's raw output to outputs-*.npy; the
+// predictions' scores are its softmax (computed here), applied once.
+TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
+  test::TempDir tmp;
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource + "/data/sample";
+  ASSERT_EQ(run_imgpipe(args + " --set model.output=embedding --set output.dir=" + (tmp / "emb")).code, 0);
+  ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "prob")).code, 0);
+  std::string descr;
+  std::vector<int64_t> shape;
+  size_t offset = 0;
+  ASSERT_TRUE(read_npy_header(tmp / "emb/outputs-00000.npy", descr, shape, offset));
+  ASSERT_EQ(shape, (std::vector<int64_t>{3, 6}));
+  const std::string bytes = test::read_file(tmp / "emb/outputs-00000.npy");
+  const float* emb = reinterpret_cast<const float*>(bytes.data() + offset);
+  std::istringstream csv(test::read_file(tmp / "prob/predictions-00000.csv"));
+  std::string line;
+  std::getline(csv, line);  // path,label_1,score_1,label_2,score_2
+  for (int r = 0; r < 3; ++r) {
+    ASSERT_TRUE(std::getline(csv, line));
+    std::vector<std::string> f;
+    for (std::istringstream ls(line); std::getline(ls, f.emplace_back(), ',');) {}
+    std::vector<double> p(emb + r * 6, emb + r * 6 + 6);
+    double sum = 0;
+    for (double& v : p) sum += (v = std::exp(v));
+    for (double& v : p) v /= sum;
+    std::sort(p.rbegin(), p.rend());
+    EXPECT_NEAR(std::stod(f[2]), p[0], 1e-5) << line;
+    EXPECT_NEAR(std::stod(f[4]), p[1], 1e-5) << line;
+  }
 }
