@@ -69,6 +69,25 @@ install_test_python() {
   pip_install_for "$py" "onnxruntime, numpy, matplotlib" onnxruntime numpy matplotlib
 }
 
+# Which test oracles this run had (required: their tests fail rather than skip) and which not, and why.
+report_oracles() {
+  local py="${IMGPIPE_PYTHON:-python3}" o
+  echo "imgpipe: oracles:" >&2
+  for o in "onnxruntime:$py:whole-model comparisons:${IMGPIPE_REQUIRE_ORT:-0}" \
+    "numpy:python3:.npy files as numpy loads them:${IMGPIPE_REQUIRE_NUMPY:-0}" \
+    "matplotlib:$py:plot_report.py:0"; do
+    IFS=: read -r m p what req <<<"$o"
+    if ! "$p" -c "import $m" 2>/dev/null; then
+      echo "  $m ($what): skipped, $p cannot import $m" >&2
+    elif [ "$req" = 1 ]; then
+      echo "  $m ($what): ran, required" >&2
+    else
+      echo "  $m ($what): available, not required (its tests would skip without it)" >&2
+    fi
+  done
+  echo "  torchvision: not used; its rounding is checked with golden values (test_placement)" >&2
+}
+
 # CUDA lives outside PATH on many machines (Colab included); let CMake find nvcc there.
 find_cuda() {
   if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then

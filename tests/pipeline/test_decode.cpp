@@ -54,6 +54,18 @@ TEST(Decode, GrayDecodesOneChannel) {
     ASSERT_TRUE(dec.decode(dir / f, nullptr, out, err)) << err;
     EXPECT_EQ(out.pixels.type(), CV_8UC1) << f;
   }
+  // The lossless PNG: each pixel is PIL's convert("L") of the BGR source, L = (299 R + 587 G +
+  // 114 B) / 1000, within 1 for the fixed-point rounding.
+  Decoded out;
+  std::string err;
+  ASSERT_TRUE(dec.decode(dir / "a.png", nullptr, out, err)) << err;
+  const cv::Mat src = test::random_image(16, 16, 1);
+  for (int y = 0; y < 16; ++y)
+    for (int x = 0; x < 16; ++x) {
+      const cv::Vec3b bgr = src.at<cv::Vec3b>(y, x);
+      const double l = (299.0 * bgr[2] + 587.0 * bgr[1] + 114.0 * bgr[0]) / 1000.0;
+      EXPECT_NEAR(out.pixels.at<uchar>(y, x), l, 1.0) << x << "," << y;
+    }
 }
 
 TEST(Decode, ContentDecidesTheCodecNotTheExtension) {
@@ -65,6 +77,7 @@ TEST(Decode, ContentDecidesTheCodecNotTheExtension) {
   std::string err;
   EXPECT_TRUE(dec.decode(dir / "named.jpg", nullptr, out, err)) << err;
   EXPECT_EQ(out.pixels.cols, 20);
+  EXPECT_EQ(cv::norm(out.pixels, test::random_image(20, 10, 3), cv::NORM_INF), 0);  // PNG: lossless, exact
 }
 
 TEST(Decode, BadInputsAreNamedNeverThrown) {

@@ -263,9 +263,8 @@ TEST(Governor, GrowsBackWhenPressureGoesAndDoesNotOscillate) {
   h.gov->start();
   expect_close(run_all(h, 400), reference(400, Precision::FP32), 1e-5f);
   EXPECT_GE(h.count("shrink"), 1);
-  EXPECT_GE(h.count("grow"), 1);
+  EXPECT_EQ(h.count("grow"), 2);  // 4 -> 8 -> 16 (and no flapping)
   EXPECT_EQ(h.gov->batch(), 16);
-  EXPECT_LE(h.count("grow"), 3);  // 4 -> 8 -> 16 (and no flapping)
   EXPECT_EQ(h.gov->precision(), Precision::FP32);
 }
 
@@ -345,4 +344,55 @@ TEST(Governor, FaultPlanParsesAndRejects) {
   EXPECT_EQ(f.budget_at.at(9), -1);
   EXPECT_THROW(FaultPlan::parse("explode=1"), std::invalid_argument);
   EXPECT_THROW(FaultPlan::parse("budget_at=4"), std::invalid_argument);
+}
+
+namespace {
+std::vector<int> batches_of(const Harness& h) { return h.gov->timeline().to_json()["batch"].get<std::vector<int>>(); }
+std::vector<std::string> event_steps(const Harness& h) {
+  std::vector<std::string> s;
+  for (const auto& e : h.gov->events())
+    s.push_back(e.kind + " " + std::to_string(e.batch_before) + "->" + std::to_string(e.batch_after));
+  return s;
+}
+}  // namespace
+
+// The documented back-off: a shrink doubles the good batches needed before a grow (2 -> 4).
+TEST(Governor, AShrinkDoublesTheWaitBeforeTheNextGrow) {
+  Governor::Options o = options(16);
+  Harness probe(o);
+  o.grow_after = 2;
+  o.faults.budget_at[3] = probe.need(4, Precision::FP32);
+  o.faults.budget_at[6] = -1;
+  Harness h(o);
+  h.gov->start();
+  run_all(h, 400);
+  EXPECT_EQ(event_steps(h), (std::vector<std::string>{"plan 0->16", "shrink 16->4", "grow 4->8", "grow 8->16"}));
+  // Batches 3..6 at 4 (four good batches, not two), then four at 8, then 16 to the end.
+  std::vector<int> expected{16, 16, 4, 4, 4, 4, 8, 8, 8, 8};
+  expected.resize(expected.size() + 20, 16);  // 80 images so far, 320 left
+  EXPECT_EQ(batches_of(h), expected);
+}
+
+// The documented hysteresis: a grow takes only what fits in 90% of the budget.
+TEST(Governor, GrowsOnlyIntoNinetyPercentOfTheBudget) {
+  Governor::Options o = options(16);
+  Harness probe(o);
+  o.grow_after = 2;
+  const int64_t budget = probe.need(8, Precision::FP32);
+  o.faults.budget_at[1] = probe.need(4, Precision::FP32);
+  o.faults.budget_at[3] = budget;  // batch 8 fits exactly: 100%, not 90%
+  Harness h(o);
+  h.gov->start();
+  run_all(h, 64);
+  const int64_t room = budget - budget / 10;
+  ASSERT_GE(h.gov->events().size(), 2u);
+  EXPECT_EQ(event_steps(h)[0], "plan 0->4");
+  for (const auto& e : h.gov->events()) {
+    if (e.kind != "grow") continue;
+    EXPECT_LT(e.batch_after, 8);
+    EXPECT_LE(h.need(e.batch_after, Precision::FP32), room);
+    EXPECT_GT(h.need(e.batch_after + 1, Precision::FP32), room);  // the largest that does
+  }
+  EXPECT_EQ(h.count("grow"), 1);
+  EXPECT_EQ(h.count("shrink"), 0);
 }

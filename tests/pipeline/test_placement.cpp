@@ -57,3 +57,28 @@ TEST(Placement, ExtremeAspectRatioNeverGivesZeroSize) {
   EXPECT_GE(l.resized_h, 1);
   EXPECT_EQ(l.resized_w, 16);
 }
+
+// Golden values from torchvision's rules, computed by hand: Resize(256) truncates the longer
+// side (int(256 * long / short)), CenterCrop(224) offsets by round-half-even((size - 224) / 2).
+// These sizes are where truncation and lround, or half-even and (a - b) / 2, disagree.
+TEST(Placement, RoundsAsTorchvisionWhereRoundingsDiffer) {
+  PreprocessConfig c;
+  c.shorter_side = 256;
+  c.crop_width = c.crop_height = 224;
+  struct Golden {
+    int w, h, resized_w, resized_h, offset_x, offset_y;
+  };
+  const Golden golden[] = {
+      {1920, 1080, 455, 256, -116, -16},  // 455.1 -> 455; (455-224)/2 = 115.5 -> 116
+      {700, 467, 383, 256, -80, -16},     // 383.7 -> 383 (lround: 384); 79.5 -> 80
+      {467, 700, 256, 383, -16, -80},     // portrait of the same
+      {1080, 1920, 256, 455, -16, -116},
+  };
+  for (const auto& g : golden) {
+    const auto d = place_image(c, g.w, g.h);
+    EXPECT_EQ(d.resized_w, g.resized_w) << g.w << "x" << g.h;
+    EXPECT_EQ(d.resized_h, g.resized_h) << g.w << "x" << g.h;
+    EXPECT_EQ(d.offset_x, g.offset_x) << g.w << "x" << g.h;
+    EXPECT_EQ(d.offset_y, g.offset_y) << g.w << "x" << g.h;
+  }
+}

@@ -75,6 +75,18 @@ TEST(Source, ShardsPartitionTheInputExactly) {
   }
 }
 
+// The documented striding: shard index/count takes every count-th image from index.
+TEST(Source, ShardTakesEveryCountThImageFromItsIndex) {
+  test::TempDir dir;
+  for (int i = 0; i < 11; ++i) touch(dir / ("img" + std::to_string(100 + i) + ".jpg"));
+  InputConfig in;
+  in.path = dir.path().string();
+  in.shard_index = 1;
+  in.shard_count = 3;
+  EXPECT_EQ(list_inputs(in), (std::vector<std::string>{dir / "img101.jpg", dir / "img104.jpg", dir / "img107.jpg",
+                                                       dir / "img110.jpg"}));
+}
+
 TEST(Source, MissingPathIsAnError) {
   InputConfig in;
   in.path = "/nonexistent/imgpipe/input";
