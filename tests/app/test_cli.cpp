@@ -168,6 +168,24 @@ TEST(Cli, QueueStaysWithinTheHostBudget) {
   // The queue counts the decode workers' tensors (and what they reserve before decoding):
   // at least one whole image.
   EXPECT_GE(peak, 602112);
+
+  // The same with a writer slower than the decoders (3 ms per image), judged by resident
+  // memory, not by the queue's own counter: the 120 tensors (69 MiB) must not pile up.
+  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
+    const auto rr = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + in +
+                                    " --set output.dir=" + out +
+                                    " --set preprocess.resize.shorter_side=256 --set preprocess.crop.center=224"
+                                    " --set memory.host_budget=16MiB --set decode.threads=2 --set model.path=",
+                                "IMGPIPE_TEST_DELAY_MS=3");
+    EXPECT_EQ(rr.code, 0) << rr.output;
+    const json rep = load_json(out + "/report.json");
+    EXPECT_EQ(rep["counts"]["written"], images);
+    return rep["memory"]["peak_rss_bytes"].get<int64_t>();
+  };
+  make_images(tmp.path() / "one", 1, 320, 240);
+  const int64_t base = peak_rss(tmp / "one", tmp / "out-one", 1);
+  const int64_t slow = peak_rss(tmp / "in", tmp / "out-slow", 120);
+  EXPECT_LT(slow - base, int64_t(16 + 24) << 20) << "base " << base << ", peak " << slow;
 }
 
 TEST(Cli, DeviceCudaWithoutGpuIsAClearErrorAndAutoFallsBack) {
