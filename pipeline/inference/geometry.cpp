@@ -67,4 +67,49 @@ void broadcast_strides(const Shape& s, const Shape& out, int64_t* strides) {
   }
 }
 
+/// numpy broadcasting of two shapes.
+Shape broadcast_shapes(const Shape& a, const Shape& b) {
+  const size_t r = std::max(a.size(), b.size());
+  Shape out(r);
+  for (size_t k = 0; k < r; ++k) {
+    const int64_t da = k + a.size() >= r ? a[k + a.size() - r] : 1;
+    const int64_t db = k + b.size() >= r ? b[k + b.size() - r] : 1;
+    if (da != db && da != 1 && db != 1)
+      unsupported("shapes " + to_string(a) + " and " + to_string(b) + " do not broadcast");
+    out[k] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+SliceGeometry slice_geometry(const Shape& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                             std::vector<int64_t> axes, std::vector<int64_t> steps) {
+  const size_t r = x.size();
+  if (axes.empty())
+    for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    unsupported("Slice starts, ends, axes and steps differ in length");
+  SliceGeometry g{Shape(r, 0), Shape(r, 1), x, Shape(r, 1)};
+  for (size_t k = r; k-- > 1;) g.in_strides[k - 1] = g.in_strides[k] * x[k];
+  for (size_t k = 0; k < axes.size(); ++k) {
+    const int64_t a = norm_axis(axes[k], r), d = x[a], st = steps[k];
+    if (st == 0) unsupported("Slice step 0");
+    int64_t s = starts[k], e = ends[k];
+    if (s < 0) s += d;
+    if (e < 0) e += d;
+    if (st > 0) {
+      s = std::clamp<int64_t>(s, 0, d);
+      e = std::clamp<int64_t>(e, 0, d);
+      g.shape[a] = e > s ? (e - s + st - 1) / st : 0;
+    } else {
+      s = std::clamp<int64_t>(s, 0, d - 1);
+      e = std::clamp<int64_t>(e, -1, d - 1);
+      g.shape[a] = s > e ? (s - e - st - 1) / -st : 0;
+    }
+    g.begin[a] = s;
+    g.step[a] = st;
+  }
+  return g;
+}
+
 }  // namespace imgpipe::infer

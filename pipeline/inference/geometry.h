@@ -32,4 +32,25 @@ inline void broadcast_offsets(int64_t i, const Shape& out, const int64_t* st_a, 
 /// UnsupportedModel when out of range.
 int64_t norm_axis(int64_t axis, size_t rank, bool allow_end = false);
 
+/// numpy broadcasting of two shapes; throws UnsupportedModel when they do not broadcast.
+Shape broadcast_shapes(const Shape& a, const Shape& b);
+
+/// Where a Slice reads: per input axis the first index and the step, and the output shape.
+struct SliceGeometry {
+  Shape begin, step, shape, in_strides;
+};
+/// ONNX Slice rules (negative and out-of-range indices clamped, negative steps); axes and
+/// steps may be empty (all leading axes, steps of 1).
+SliceGeometry slice_geometry(const Shape& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+                             std::vector<int64_t> axes, std::vector<int64_t> steps);
+/// Offset into the (row-major) input of output element k of the slice.
+inline int64_t slice_offset(int64_t k, const SliceGeometry& g) {
+  int64_t off = 0;
+  for (size_t d = g.shape.size(); d-- > 0;) {
+    off += (g.begin[d] + (k % g.shape[d]) * g.step[d]) * g.in_strides[d];
+    k /= g.shape[d];
+  }
+  return off;
+}
+
 }  // namespace imgpipe::infer

@@ -153,9 +153,10 @@ const std::set<std::string>& known_ops() {
       "Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "HardSigmoid",
       "HardSwish", "Tanh", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool",
       "GlobalAveragePool", "Flatten", "Reshape", "Transpose", "Gemm", "MatMul", "Softmax",
-      "Concat", "Dropout", "Identity", "ReduceMean", "Squeeze", "Unsqueeze",
+      "Concat", "Dropout", "Identity", "ReduceMean", "Squeeze", "Unsqueeze", "Pad", "Slice", "Gather",
+      "Pow", "Sqrt", "Erf", "Neg", "Not", "Equal", "Mod", "Where", "Expand", "LayerNormalization", "Cast",
       // folded at load/resolve when their inputs are constant (shape computations)
-      "Shape", "Gather", "Cast", "Constant", "Slice"};
+      "Shape", "Constant", "ConstantOfShape", "Range", "ScatterND"};
   return ops;
 }
 
@@ -379,6 +380,8 @@ Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_di
   if (gp.output_size() < 1) throw UnsupportedModel("the model has no output");
   g.output_name = gp.output(0).name();
 
+  std::string unknown;  // every node no op handles, named at once
+  int unknown_count = 0;
   for (const auto& np : gp.node()) {
     Node n;
     n.name = np.name();
@@ -389,9 +392,11 @@ Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_di
     const std::string label = node_label(n, g.opset);
     if (!np.domain().empty() && np.domain() != "ai.onnx")
       throw UnsupportedModel(label + ": domain '" + np.domain() + "' is not supported");
-    if (!known_ops().count(n.op_type)) throw UnsupportedModel(label + ": unsupported op");
+    if (!known_ops().count(n.op_type)) unknown += (unknown_count++ ? "; " : "") + label + ": unsupported op";
     g.nodes.push_back(std::move(n));
   }
+  if (unknown_count > 1) throw UnsupportedModel(std::to_string(unknown_count) + " unsupported nodes: " + unknown);
+  if (unknown_count) throw UnsupportedModel(unknown);
   for (auto& n : g.nodes) {
     if (n.op_type != "Constant") continue;
     try {

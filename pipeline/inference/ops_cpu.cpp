@@ -31,25 +31,10 @@ void copy_floats(float* dst, const float* src, int64_t n) {
   std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
 }
 
-/// numpy broadcasting of two shapes.
-Shape broadcast_shapes(const Shape& a, const Shape& b) {
-  const size_t r = std::max(a.size(), b.size());
-  Shape out(r);
-  for (size_t k = 0; k < r; ++k) {
-    const int64_t da = k + a.size() >= r ? a[k + a.size() - r] : 1;
-    const int64_t db = k + b.size() >= r ? b[k + b.size() - r] : 1;
-    if (da != db && da != 1 && db != 1)
-      unsupported("shapes " + to_string(a) + " and " + to_string(b) + " do not broadcast");
-    out[k] = da == 1 ? db : da;
-  }
-  return out;
-}
-
-
 // ---------------------------------------------------------------- elementwise -------
 class UnaryOp : public Op {
  public:
-  enum class Kind { Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Copy };
+  enum class Kind { Relu, LeakyRelu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, Sqrt, Erf, Neg, Not, Copy };
   UnaryOp(Kind kind, const Node& n, int opset) : kind_(kind), opset_(opset) {
     if (kind == Kind::LeakyRelu) alpha_ = attr_float(n, "alpha", 0.01f);
     if (kind == Kind::HardSigmoid) {
@@ -107,6 +92,20 @@ class UnaryOp : public Op {
 #pragma omp parallel for
         for (int64_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
         break;
+      case Kind::Sqrt:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = std::sqrt(x[i]);
+        break;
+      case Kind::Erf:
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) y[i] = std::erf(x[i]);
+        break;
+      case Kind::Neg:
+        for (int64_t i = 0; i < n; ++i) y[i] = -x[i];
+        break;
+      case Kind::Not:
+        for (int64_t i = 0; i < n; ++i) y[i] = x[i] == 0.f ? 1.f : 0.f;
+        break;
       case Kind::Copy:
         copy_floats(y, x, n);
         break;
@@ -124,8 +123,8 @@ class UnaryOp : public Op {
 
 class BinaryOp : public Op {
  public:
-  enum class Kind { Add, Sub, Mul, Div };
-  explicit BinaryOp(Kind kind) : kind_(kind) {}
+  enum class Kind { Add, Sub, Mul, Div, Pow, Equal, Mod };
+  explicit BinaryOp(Kind kind, bool fmod = false) : kind_(kind), fmod_(fmod) {}
   Shape setup(const std::vector<ValueInfo>& in) override {
     if (in.size() != 2) unsupported("expects 2 inputs");
     return broadcast_shapes(in[0].shape, in[1].shape);
@@ -169,9 +168,25 @@ class BinaryOp : public Op {
       case Kind::Sub: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] - b[i * sb]; break;
       case Kind::Mul: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] * b[i * sb]; break;
       case Kind::Div: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] / b[i * sb]; break;
+      case Kind::Pow:
+        for (int64_t i = 0; i < n; ++i) {
+          const float e = b[i * sb];
+          y[i] = e == 2.f ? a[i * sa] * a[i * sa] : std::pow(a[i * sa], e);
+        }
+        break;
+      case Kind::Equal: for (int64_t i = 0; i < n; ++i) y[i] = a[i * sa] == b[i * sb] ? 1.f : 0.f; break;
+      case Kind::Mod:
+        for (int64_t i = 0; i < n; ++i) {  // fmod = 0: the sign of the divisor, as Python's %
+          const float d = b[i * sb];
+          float r = std::fmod(a[i * sa], d);
+          if (!fmod_ && r != 0.f && (r < 0.f) != (d < 0.f)) r += d;
+          y[i] = r;
+        }
+        break;
     }
   }
   Kind kind_;
+  bool fmod_;
 };
 
 void apply_activation(float* y, int64_t n, const FusedActivation& act) {
@@ -886,6 +901,254 @@ class ReduceMeanOp : public Op {
   std::vector<bool> reduced_;
 };
 
+
+// ---------------------------------------------------------------- indexing ---------
+/// y[i] = x[offset of i through broadcast strides st]: Expand and Where's operands.
+inline int64_t broadcast_offset(int64_t i, const Shape& out, const int64_t* st) {
+  int64_t off = 0;
+  for (size_t d = out.size(); d-- > 0;) {
+    off += (i % out[d]) * st[d];
+    i /= out[d];
+  }
+  return off;
+}
+
+class ExpandOp : public Op {
+ public:
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() != 2) unsupported("expects input and shape");
+    const Shape out = broadcast_shapes(in[0].shape, const_ints(in[1], "Expand shape"));
+    if (out.size() > 8) unsupported("rank above 8");
+    return out;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const Shape& out = *a.out_shape;
+    int64_t st[8];
+    broadcast_strides(a.in_shapes[0], out, st);
+    const int64_t n = numel(out);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) a.out[i] = a.in[0][broadcast_offset(i, out, st)];
+  }
+};
+
+class WhereOp : public Op {
+ public:
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (in.size() != 3) unsupported("expects condition, X and Y");
+    const Shape out = broadcast_shapes(broadcast_shapes(in[0].shape, in[1].shape), in[2].shape);
+    if (out.size() > 8) unsupported("rank above 8");
+    return out;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& out = *a.out_shape;
+    int64_t st[3][8];
+    for (int k = 0; k < 3; ++k) broadcast_strides(a.in_shapes[k], out, st[k]);
+    const int64_t n = numel(out);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i)
+      a.out[i] = a.in[0][broadcast_offset(i, out, st[0])] != 0.f ? a.in[1][broadcast_offset(i, out, st[1])]
+                                                                 : a.in[2][broadcast_offset(i, out, st[2])];
+  }
+};
+
+/// Slice of an activation; starts, ends, axes and steps are constant.
+class SliceOp : public Op {
+ public:
+  explicit SliceOp(const Node& n, int opset) : node_(n), opset_(opset) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    if (opset_ < 10) {
+      starts_ = attr_ints(node_, "starts");
+      ends_ = attr_ints(node_, "ends");
+      axes_ = attr_ints(node_, "axes");
+    } else {
+      if (in.size() < 3) unsupported("expects data, starts and ends");
+      starts_ = const_ints(in[1], "Slice starts");
+      ends_ = const_ints(in[2], "Slice ends");
+      if (in.size() > 3 && (in[3].constant || !in[3].shape.empty())) axes_ = const_ints(in[3], "Slice axes");
+      if (in.size() > 4 && (in[4].constant || !in[4].shape.empty())) steps_ = const_ints(in[4], "Slice steps");
+    }
+    const SliceGeometry g = slice_geometry(in[0].shape, starts_, ends_, axes_, steps_);
+    if (!g.shape.empty() && (g.begin[0] != 0 || g.step[0] != 1 || g.shape[0] != in[0].shape[0]))
+      unsupported("Slice along the batch axis");
+    if (g.shape.size() > 8) unsupported("rank above 8");
+    return g.shape;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const SliceGeometry g = slice_geometry(a.in_shapes[0], starts_, ends_, axes_, steps_);
+    const int64_t n = numel(g.shape);
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) a.out[i] = a.in[0][slice_offset(i, g)];
+  }
+
+ private:
+  Node node_;
+  int opset_;
+  std::vector<int64_t> starts_, ends_, axes_, steps_;
+};
+
+/// Gather of an activation along an axis other than the batch, with constant indices.
+class GatherOp : public Op {
+ public:
+  explicit GatherOp(const Node& n) : axis_attr_(attr_int(n, "axis", 0)) {}
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape& x = in[0].shape;
+    axis_ = norm_axis(axis_attr_, x.size());
+    if (axis_ == 0) unsupported("Gather along the batch axis");
+    idx_ = const_ints(in[1], "Gather indices");
+    for (int64_t& g : idx_) {
+      if (g < 0) g += x[axis_];
+      if (g < 0 || g >= x[axis_]) unsupported("Gather index out of range");
+    }
+    Shape out(x.begin(), x.begin() + axis_);
+    out.insert(out.end(), in[1].shape.begin(), in[1].shape.end());
+    out.insert(out.end(), x.begin() + axis_ + 1, x.end());
+    return out;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const Shape& x = a.in_shapes[0];
+    int64_t outer = 1, inner = 1;
+    for (int64_t k = 0; k < axis_; ++k) outer *= x[k];
+    for (size_t k = axis_ + 1; k < x.size(); ++k) inner *= x[k];
+    const int64_t len = x[axis_], m = static_cast<int64_t>(idx_.size());
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t j = 0; j < m; ++j)
+        copy_floats(a.out + (o * m + j) * inner, a.in[0] + (o * len + idx_[j]) * inner, inner);
+  }
+
+ private:
+  int64_t axis_attr_, axis_ = 0;
+  std::vector<int64_t> idx_;
+};
+
+/// Pad (constant, reflect, edge) of the non-batch axes; pads from the attribute (opset < 11)
+/// or a constant input, the constant value from an optional constant input.
+class PadOp : public Op {
+ public:
+  PadOp(const Node& n, int opset) : node_(n), opset_(opset), mode_(attr_string(n, "mode", "constant")) {
+    if (mode_ != "constant" && mode_ != "reflect" && mode_ != "edge") unsupported("Pad mode " + mode_);
+  }
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape& x = in[0].shape;
+    const size_t r = x.size();
+    std::vector<int64_t> pads;
+    if (opset_ < 11) {
+      pads = attr_ints(node_, "pads");
+      value_ = attr_float(node_, "value", 0.f);
+    } else {
+      if (in.size() < 2) unsupported("Pad needs pads");
+      pads = const_ints(in[1], "Pad pads");
+      if (in.size() > 2 && (in[2].constant || !in[2].shape.empty())) {
+        if (!in[2].constant) unsupported("Pad constant_value must be constant");
+        value_ = static_cast<float>(in[2].constant->at(0));
+      }
+      if (in.size() > 3 && (in[3].constant || !in[3].shape.empty())) unsupported("Pad axes input");
+    }
+    if (pads.size() != 2 * r || r > 8) unsupported("pads do not match the input rank");
+    begin_.assign(pads.begin(), pads.begin() + r);
+    Shape out = x;
+    for (size_t k = 0; k < r; ++k) {
+      if (pads[k] < 0 || pads[k + r] < 0) unsupported("negative pads");
+      if (k == 0 && (pads[0] || pads[r])) unsupported("Pad of the batch axis");
+      if (mode_ == "reflect" && (pads[k] >= x[k] || pads[k + r] >= x[k])) unsupported("reflect pad not below the size");
+      if (mode_ == "edge" && x[k] == 0 && (pads[k] || pads[k + r])) unsupported("edge pad of an empty axis");
+      out[k] += pads[k] + pads[k + r];
+    }
+    return out;
+  }
+  bool data_input(size_t i) const override { return i == 0; }
+  void run(const OpArgs& a) const override {
+    const Shape& x = a.in_shapes[0];
+    const Shape& out = *a.out_shape;
+    const size_t r = x.size();
+    int64_t xs[8];
+    for (size_t k = r, s = 1; k-- > 0;) { xs[k] = static_cast<int64_t>(s); s *= x[k]; }
+    const int64_t n = numel(out);
+    const bool reflect = mode_ == "reflect", edge = mode_ == "edge";
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t rem = i, off = 0;
+      bool outside = false;
+      for (size_t d = r; d-- > 0;) {
+        int64_t p = rem % out[d] - begin_[d];
+        rem /= out[d];
+        if (p < 0 || p >= x[d]) {
+          if (reflect) p = p < 0 ? -p : 2 * (x[d] - 1) - p;
+          else if (edge) p = p < 0 ? 0 : x[d] - 1;
+          else outside = true;
+        }
+        off += p * xs[d];
+      }
+      a.out[i] = outside ? value_ : a.in[0][off];
+    }
+  }
+
+ private:
+  Node node_;
+  int opset_;
+  std::string mode_;
+  std::vector<int64_t> begin_;
+  float value_ = 0.f;
+};
+
+// ---------------------------------------------------------------- normalization ----
+/// LayerNormalization (opset 17): over the axes from `axis` on, then scale and bias
+/// (broadcast over the normalised block). Only output 0 (Mean and InvStdDev are not kept).
+class LayerNormOp : public Op {
+ public:
+  explicit LayerNormOp(const Node& n) : axis_attr_(attr_int(n, "axis", -1)), eps_(attr_float(n, "epsilon", 1e-5f)) {
+    if (attr_int(n, "stash_type", 1) != 1) unsupported("stash_type other than float");
+  }
+  Shape setup(const std::vector<ValueInfo>& in) override {
+    const Shape& x = in[0].shape;
+    axis_ = norm_axis(axis_attr_, x.size());
+    if (axis_ == 0) unsupported("LayerNormalization over the batch axis");
+    const Shape block(x.begin() + axis_, x.end());
+    for (size_t k = 1; k < in.size() && k < 3; ++k)
+      if (!in[k].shape.empty() || in[k].constant)
+        if (broadcast_shapes(in[k].shape, block) != block) unsupported("scale or bias does not broadcast to the block");
+    has_bias_ = in.size() > 2 && (!in[2].shape.empty() || in[2].constant);
+    return x;
+  }
+  void run(const OpArgs& a) const override {
+    const Shape& x = a.in_shapes[0];
+    const Shape block(x.begin() + axis_, x.end());
+    const int64_t len = numel(block), rows = numel(x) / std::max<int64_t>(len, 1);
+    // scale and bias are usually whole blocks; broadcast ones are expanded per element
+    int64_t ss[8], bs[8];
+    if (block.size() > 8) unsupported("rank above 8");
+    broadcast_strides(a.in_shapes[1], block, ss);
+    if (has_bias_) broadcast_strides(a.in_shapes[2], block, bs);
+    const float* scale = a.in[1];
+    const float* bias = has_bias_ ? a.in[2] : nullptr;
+    const bool whole_s = numel(a.in_shapes[1]) == len, whole_b = !has_bias_ || numel(a.in_shapes[2]) == len;
+#pragma omp parallel for
+    for (int64_t row = 0; row < rows; ++row) {
+      const float* xr = a.in[0] + row * len;
+      float* y = a.out + row * len;
+      double mean = 0.;
+      for (int64_t j = 0; j < len; ++j) mean += xr[j];
+      mean /= static_cast<double>(len);
+      double var = 0.;
+      for (int64_t j = 0; j < len; ++j) var += (xr[j] - mean) * (xr[j] - mean);
+      const auto inv = static_cast<float>(1. / std::sqrt(var / static_cast<double>(len) + eps_));
+      const auto m = static_cast<float>(mean);
+      for (int64_t j = 0; j < len; ++j) {
+        const float s = scale[whole_s ? j : broadcast_offset(j, block, ss)];
+        const float b = bias ? bias[whole_b ? j : broadcast_offset(j, block, bs)] : 0.f;
+        y[j] = (xr[j] - m) * inv * s + b;
+      }
+    }
+  }
+
+ private:
+  int64_t axis_attr_, axis_ = 0;
+  float eps_;
+  bool has_bias_ = false;
+};
+
 }  // namespace
 
 std::unique_ptr<Op> make_op(const Node& n, int opset) {
@@ -901,11 +1164,29 @@ std::unique_ptr<Op> make_op(const Node& n, int opset) {
   if (t == "HardSigmoid") return std::make_unique<UnaryOp>(U::HardSigmoid, n, opset);
   if (t == "HardSwish") return std::make_unique<UnaryOp>(U::HardSwish, n, opset);
   if (t == "Tanh") return std::make_unique<UnaryOp>(U::Tanh, n, opset);
+  if (t == "Sqrt") return std::make_unique<UnaryOp>(U::Sqrt, n, opset);
+  if (t == "Erf") return std::make_unique<UnaryOp>(U::Erf, n, opset);
+  if (t == "Neg") return std::make_unique<UnaryOp>(U::Neg, n, opset);
+  if (t == "Not") return std::make_unique<UnaryOp>(U::Not, n, opset);
   if (t == "Identity" || t == "Dropout") return std::make_unique<UnaryOp>(U::Copy, n, opset);
+  if (t == "Cast") {
+    const int64_t to = attr_int(n, "to", 0);
+    if (to != onnx::TensorProto::FLOAT) unsupported("Cast of an activation to data type " + std::to_string(to));
+    return std::make_unique<UnaryOp>(U::Copy, n, opset);
+  }
   if (t == "Add") return std::make_unique<BinaryOp>(B::Add);
   if (t == "Sub") return std::make_unique<BinaryOp>(B::Sub);
   if (t == "Mul") return std::make_unique<BinaryOp>(B::Mul);
   if (t == "Div") return std::make_unique<BinaryOp>(B::Div);
+  if (t == "Pow") return std::make_unique<BinaryOp>(B::Pow);
+  if (t == "Equal") return std::make_unique<BinaryOp>(B::Equal);
+  if (t == "Mod") return std::make_unique<BinaryOp>(B::Mod, attr_int(n, "fmod", 0) != 0);
+  if (t == "Where") return std::make_unique<WhereOp>();
+  if (t == "Expand") return std::make_unique<ExpandOp>();
+  if (t == "Slice") return std::make_unique<SliceOp>(n, opset);
+  if (t == "Gather") return std::make_unique<GatherOp>(n);
+  if (t == "Pad") return std::make_unique<PadOp>(n, opset);
+  if (t == "LayerNormalization") return std::make_unique<LayerNormOp>(n);
   if (t == "MaxPool") return std::make_unique<PoolOp>(n, true);
   if (t == "AveragePool") return std::make_unique<PoolOp>(n, false);
   if (t == "GlobalAveragePool") return std::make_unique<GlobalAveragePoolOp>();

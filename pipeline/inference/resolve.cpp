@@ -1,7 +1,11 @@
 #include "resolve.h"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
+#include <set>
+
+#include "geometry.h"
 
 namespace imgpipe::infer {
 namespace {
@@ -44,6 +48,100 @@ Shape strides_of(const Shape& s) {
   Shape st(s.size(), 1);
   for (size_t k = s.size(); k-- > 1;) st[k - 1] = st[k] * s[k];
   return st;
+}
+
+/// An int64 constant (a folded mask, an index) read as data: the same values as floats.
+std::shared_ptr<const Constant> as_float(const Constant& c) {
+  auto f = std::make_shared<Constant>();
+  f->shape = c.shape;
+  for (int64_t v : c.i) {
+    if (v > (int64_t{1} << 24) || v < -(int64_t{1} << 24)) fail("int64 data value " + std::to_string(v) + " has no exact float");
+    f->f.push_back(static_cast<float>(v));
+  }
+  return f;
+}
+
+/// Throws one UnsupportedModel naming every node no op or folding rule handles.
+void check_ops(const Graph& g) {
+  // ops that are folded (and Cast, whose support depends on its input)
+  static const std::set<std::string> kFoldOnly = {"Shape", "ConstantOfShape", "Range", "ScatterND", "Cast"};
+  std::string bad;
+  int count = 0;
+  for (const Node& n : g.nodes) {
+    if (kFoldOnly.count(n.op_type)) continue;
+    try {
+      make_op(n, g.opset);
+    } catch (const UnsupportedModel& e) {
+      bad += std::string(count++ ? "; " : "") + "node '" + n.name + "' (" + n.op_type + ", opset " +
+             std::to_string(g.opset) + "): " + e.what();
+    }
+  }
+  if (count == 1) throw UnsupportedModel(bad);
+  if (count) throw UnsupportedModel(std::to_string(count) + " unsupported nodes: " + bad);
+}
+
+/// Folds an elementwise op (numpy broadcasting) or Expand whose inputs are all constant,
+/// in double precision; int64 stays int64 except where a float takes part.
+bool fold_elementwise(const Node& n, const std::vector<const Value*>& in, Constant& out) {
+  const std::string& t = n.op_type;
+  static const std::set<std::string> kOps = {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Erf", "Neg",
+                                             "Equal", "Not", "Mod", "Where", "Expand"};
+  if (!kOps.count(t)) return false;
+  std::vector<const Constant*> cs;
+  for (const Value* v : in) {
+    if (!v) return false;
+    cs.push_back(v->constant.get());
+  }
+  size_t n_data = cs.size();
+  Shape shape = cs[0]->shape;
+  if (t == "Expand") {
+    shape = broadcast_shapes(shape, ints_of(*cs.at(1)));
+    n_data = 1;
+  }
+  for (size_t k = 1; k < n_data; ++k) shape = broadcast_shapes(shape, cs[k]->shape);
+  bool any_float = false;
+  for (size_t k = t == "Where" ? 1 : 0; k < n_data; ++k) any_float |= cs[k]->type == Constant::Type::Float;
+  const bool is_float = any_float && t != "Equal" && t != "Not";
+  const bool fmod = attr_int(n, "fmod", 0) != 0;
+  if (shape.size() > 8) fail("rank above 8");
+  int64_t st[3][8];
+  for (size_t k = 0; k < n_data; ++k) broadcast_strides(cs[k]->shape, shape, st[k]);
+  out = Constant{};
+  out.type = is_float ? Constant::Type::Float : Constant::Type::Int64;
+  out.shape = shape;
+  double v[3] = {0, 0, 0};
+  for (int64_t e = 0; e < numel(shape); ++e) {
+    for (size_t k = 0; k < n_data; ++k) {
+      int64_t rem = e, off = 0;
+      for (size_t d = shape.size(); d-- > 0;) {
+        off += (rem % shape[d]) * st[k][d];
+        rem /= shape[d];
+      }
+      v[k] = cs[k]->at(off);
+    }
+    double y = v[0];
+    if (t == "Add") y = v[0] + v[1];
+    else if (t == "Sub") y = v[0] - v[1];
+    else if (t == "Mul") y = v[0] * v[1];
+    else if (t == "Div") {
+      if (!is_float && v[1] == 0) fail("integer division by zero");
+      y = is_float ? v[0] / v[1] : std::trunc(v[0] / v[1]);
+    } else if (t == "Pow") y = std::pow(v[0], v[1]);
+    else if (t == "Sqrt") y = std::sqrt(v[0]);
+    else if (t == "Erf") y = std::erf(v[0]);
+    else if (t == "Neg") y = -v[0];
+    else if (t == "Equal") y = v[0] == v[1];
+    else if (t == "Not") y = v[0] == 0;
+    else if (t == "Where") y = v[0] != 0 ? v[1] : v[2];
+    else if (t == "Mod") {
+      if (v[1] == 0) fail("Mod by zero");
+      y = std::fmod(v[0], v[1]);
+      if (!fmod && y != 0 && (y < 0) != (v[1] < 0)) y += v[1];
+    }
+    if (is_float) out.f.push_back(static_cast<float>(y));
+    else out.i.push_back(static_cast<int64_t>(y));
+  }
+  return true;
 }
 
 /// Folds a node whose inputs are all constant (Shape only needs its input's shape).
@@ -147,66 +245,71 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
   }
   if (t == "Slice") {
     const Constant& x = c(0);
-    const size_t r = x.shape.size();
-    const auto starts = ints_of(c(1)), ends = ints_of(c(2));
-    std::vector<int64_t> axes, steps;
-    if (in.size() > 3 && in[3]) axes = ints_of(c(3));
-    else for (size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<int64_t>(k));
-    if (in.size() > 4 && in[4]) steps = ints_of(c(4));
-    else steps.assign(starts.size(), 1);
-    Shape begin(r, 0), step(r, 1), shape = x.shape;
-    for (size_t k = 0; k < axes.size(); ++k) {
-      const int64_t a = norm(axes[k], r), d = x.shape[a], st = steps[k];
-      if (st == 0) fail("Slice step 0");
-      int64_t s = starts[k], e = ends[k];
-      if (s < 0) s += d;
-      if (e < 0) e += d;
-      if (st > 0) {
-        s = std::clamp<int64_t>(s, 0, d);
-        e = std::clamp<int64_t>(e, 0, d);
-        shape[a] = e > s ? (e - s + st - 1) / st : 0;
-      } else {
-        s = std::clamp<int64_t>(s, 0, d - 1);
-        e = std::clamp<int64_t>(e, -1, d - 1);
-        shape[a] = s > e ? (s - e - st - 1) / -st : 0;
-      }
-      begin[a] = s;
-      step[a] = st;
+    const SliceGeometry sg = slice_geometry(x.shape, ints_of(c(1)), ints_of(c(2)),
+                                            in.size() > 3 && in[3] ? ints_of(c(3)) : std::vector<int64_t>{},
+                                            in.size() > 4 && in[4] ? ints_of(c(4)) : std::vector<int64_t>{});
+    std::vector<int64_t> idx(static_cast<size_t>(numel(sg.shape)));
+    for (size_t k = 0; k < idx.size(); ++k) idx[k] = slice_offset(static_cast<int64_t>(k), sg);
+    out = take(x, sg.shape, idx);
+    return true;
+  }
+  if (t == "ConstantOfShape") {
+    out = Constant{};
+    out.shape = ints_of(c(0));
+    if (has_attr(n, "value")) {
+      const Constant v = constant_from_tensor(n.attrs.at("value").t(), "");
+      out.type = v.type;
+      if (v.type == Constant::Type::Float) out.f.assign(numel(out.shape), v.f.at(0));
+      else out.i.assign(numel(out.shape), v.i.at(0));
+    } else {
+      out.f.assign(numel(out.shape), 0.f);
     }
+    return true;
+  }
+  if (t == "Range") {
+    const double start = c(0).at(0), limit = c(1).at(0), delta = c(2).at(0);
+    if (delta == 0) fail("Range delta 0");
+    const auto count = static_cast<int64_t>(std::max(0.0, std::ceil((limit - start) / delta)));
+    out = Constant{};
+    out.type = c(0).type;
+    out.shape = {count};
+    for (int64_t k = 0; k < count; ++k) {
+      if (out.type == Constant::Type::Float) out.f.push_back(static_cast<float>(start + k * delta));
+      else out.i.push_back(static_cast<int64_t>(start) + k * static_cast<int64_t>(delta));
+    }
+    return true;
+  }
+  if (t == "ScatterND") {
+    if (attr_string(n, "reduction", "none") != "none") fail("ScatterND reduction is not supported");
+    const Constant &x = c(0), &ix = c(1), &upd = c(2);
+    if (ix.shape.empty() || upd.type != x.type) fail("ScatterND indices or updates do not fit the data");
+    const size_t q = static_cast<size_t>(ix.shape.back());
+    if (q > x.shape.size()) fail("ScatterND index longer than the data rank");
+    int64_t slice = 1;
+    for (size_t k = q; k < x.shape.size(); ++k) slice *= x.shape[k];
     const Shape xs = strides_of(x.shape);
-    std::vector<int64_t> idx;
-    for (int64_t k = 0; k < numel(shape); ++k) {
-      int64_t rem = k, off = 0;
-      for (size_t d = r; d-- > 0;) {
-        off += (begin[d] + (rem % shape[d]) * step[d]) * xs[d];
-        rem /= shape[d];
+    out = x;
+    for (int64_t j = 0; j * static_cast<int64_t>(q) < ix.size(); ++j) {
+      int64_t off = 0;
+      for (size_t d = 0; d < q; ++d) {
+        int64_t v = static_cast<int64_t>(ix.at(j * q + d));
+        if (v < 0) v += x.shape[d];
+        if (v < 0 || v >= x.shape[d]) fail("ScatterND index out of range");
+        off += v * xs[d];
       }
-      idx.push_back(off);
-    }
-    out = take(x, shape, idx);
-    return true;
-  }
-  if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div") {
-    const Constant &a = c(0), &b = c(1);
-    if (a.type != Constant::Type::Int64 || b.type != Constant::Type::Int64) return false;  // a weight op
-    if (b.size() != 1 && a.shape != b.shape) return false;
-    out = a;
-    for (int64_t k = 0; k < a.size(); ++k) {
-      const int64_t y = b.i[b.size() == 1 ? 0 : k];
-      int64_t& x = out.i[k];
-      if (t == "Add") x += y;
-      else if (t == "Sub") x -= y;
-      else if (t == "Mul") x *= y;
-      else { if (y == 0) fail("integer division by zero"); x /= y; }
+      for (int64_t e = 0; e < slice; ++e) {
+        if (x.type == Constant::Type::Float) out.f[off + e] = upd.f.at(j * slice + e);
+        else out.i[off + e] = upd.i.at(j * slice + e);
+      }
     }
     return true;
   }
-  return false;
+  return fold_elementwise(n, in, out);
 }
-
 }  // namespace
 
 ResolvedGraph resolve(const Graph& g, int64_t batch) {
+  check_ops(g);
   ResolvedGraph r;
   std::map<std::string, int> index;
   auto add = [&](Value v) {
@@ -262,8 +365,7 @@ ResolvedGraph resolve(const Graph& g, int64_t batch) {
         Value& v = r.values[ids[k]];
         if (!step.op->data_input(k)) continue;
         if (v.constant) {
-          if (v.constant->type != Constant::Type::Float)
-            fail("int64 tensor '" + v.name + "' as a data input is not supported");
+          if (v.constant->type != Constant::Type::Float) v.constant = as_float(*v.constant);
           v.weight = true;
         } else {
           v.last_use = s;

@@ -213,19 +213,25 @@ TEST(Loader, ResNetStyleFoldsBatchNormAndRelu) {
   EXPECT_EQ(m.output_shape(), (S{10}));
 }
 
+// Every unsupported node is named in the one error, so a user sees the whole list at once.
 TEST(Loader, UnsupportedOpNamesNodeOpAndOpset) {
   ModelBuilder b(12);
   b.input("x", {-1, 4}).output("y");
-  b.node("Relu", {"x"}, {"r"});
-  b.node("Erf", {"r"}, {"y"}, "my_erf");
+  b.node("Hardmax", {"x"}, {"h"}, "my_hardmax");
+  b.node("Relu", {"h"}, {"r"});
+  b.node("Celu", {"r"}, {"y"}, "my_celu");
   try {
     b.model();
     FAIL();
   } catch (const UnsupportedModel& e) {
     const std::string w = e.what();
-    EXPECT_NE(w.find("my_erf"), std::string::npos) << w;
-    EXPECT_NE(w.find("Erf"), std::string::npos) << w;
+    EXPECT_NE(w.find("2 unsupported nodes"), std::string::npos) << w;
+    EXPECT_NE(w.find("my_hardmax"), std::string::npos) << w;
+    EXPECT_NE(w.find("Hardmax"), std::string::npos) << w;
+    EXPECT_NE(w.find("my_celu"), std::string::npos) << w;
+    EXPECT_NE(w.find("Celu"), std::string::npos) << w;
     EXPECT_NE(w.find("opset 12"), std::string::npos) << w;
+    EXPECT_EQ(w.find("Relu"), std::string::npos) << w;
   }
 }
 
