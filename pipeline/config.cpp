@@ -448,6 +448,7 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
     d.choice<OnError>("on_error", c.decode.on_error, {{"skip", OnError::Skip}, {"fail", OnError::Fail}});
     d.size("max_file_bytes", c.decode.max_file_bytes, 1);
     d.integer<int64_t>("max_pixels", c.decode.max_pixels, 1, int64_t(1) << 40);
+    d.boolean("jpeg_downscale", c.decode.jpeg_downscale);
     d.finish();
   }
   read_preprocess(top.sub("preprocess"), c.preprocess);
@@ -555,6 +556,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "on_error" << YAML::Value << (c.decode.on_error == OnError::Skip ? "skip" : "fail");
   e << YAML::Key << "max_file_bytes" << YAML::Value << size_text(c.decode.max_file_bytes);
   e << YAML::Key << "max_pixels" << YAML::Value << c.decode.max_pixels;
+  e << YAML::Key << "jpeg_downscale" << YAML::Value << c.decode.jpeg_downscale;
   e << YAML::EndMap;
   const auto& p = c.preprocess;
   e << YAML::Key << "preprocess" << YAML::Value << YAML::BeginMap;

@@ -265,10 +265,13 @@ class Job {
 
   void decode_worker(const std::vector<size_t>& work, std::atomic<size_t>& next, OrderedByteQueue<Item>& queue) {
     Decoder decoder(params_.src_channels == 1, {cfg_.decode.max_file_bytes, cfg_.decode.max_pixels});
-    const NeededSize needed = [this](int w, int h) {
-      const auto d = place_image(cfg_.preprocess, w, h);
-      return std::make_pair(d.resized_w, d.resized_h);
-    };
+    // Without decode.jpeg_downscale every JPEG is decoded at full size, as PIL does.
+    NeededSize needed;
+    if (cfg_.decode.jpeg_downscale)
+      needed = [this](int w, int h) {
+        const auto d = place_image(cfg_.preprocess, w, h);
+        return std::make_pair(d.resized_w, d.resized_h);
+      };
     const size_t out_bytes = kernels::output_image_bytes(params_);
     for (size_t seq; (seq = next.fetch_add(1)) < work.size();) {
       Item item;

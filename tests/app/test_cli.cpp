@@ -501,3 +501,36 @@ TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
     EXPECT_NEAR(std::stod(f[4]), p[1], 1e-5) << line;
   }
 }
+
+// By default a JPEG is decoded at full size, so its tensor is the one of its fully decoded
+// pixels (here the same pixels saved losslessly as PNG), as with PIL. decode.jpeg_downscale
+// is the faster choice that decodes in the DCT domain and no longer matches.
+TEST(Cli, JpegDownscaleIsAChoiceAndOffByDefault) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "jpg");
+  fs::create_directories(tmp / "png");
+  cv::imwrite(tmp / "jpg/photo.jpg", test::random_image(1200, 900, 7), {cv::IMWRITE_JPEG_QUALITY, 92});
+  cv::imwrite(tmp / "png/photo.png", cv::imread(tmp / "jpg/photo.jpg", cv::IMREAD_COLOR));
+  auto tensor = [&](const std::string& in, const std::string& out, const std::string& extra) {
+    const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set model.path= --set input.path=" + in +
+                               " --set output.dir=" + out +
+                               " --set preprocess.resize.shorter_side=256 --set preprocess.crop.center=224" + extra);
+    EXPECT_EQ(r.code, 0) << r.output;
+    std::string descr;
+    std::vector<int64_t> shape;
+    size_t offset = 0;
+    EXPECT_TRUE(read_npy_header(out + "/tensors-00000.npy", descr, shape, offset));
+    EXPECT_EQ(shape, (std::vector<int64_t>{1, 3, 224, 224}));
+    const std::string bytes = test::read_file(out + "/tensors-00000.npy");
+    const float* f = reinterpret_cast<const float*>(bytes.data() + offset);
+    return std::vector<float>(f, f + 3 * 224 * 224);
+  };
+  const auto reference = tensor(tmp / "png", tmp / "out-png", "");
+  auto max_diff = [&](const std::vector<float>& t) {
+    float m = 0;
+    for (size_t i = 0; i < t.size(); ++i) m = std::max(m, std::abs(t[i] - reference[i]));
+    return m;
+  };
+  EXPECT_LT(max_diff(tensor(tmp / "jpg", tmp / "out-default", "")), 1e-6f);
+  EXPECT_GT(max_diff(tensor(tmp / "jpg", tmp / "out-fast", " --set decode.jpeg_downscale=true")), 0.02f);
+}
