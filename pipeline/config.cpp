@@ -449,6 +449,7 @@ Config load_config(const std::string& file, const std::vector<std::string>& over
     d.size("max_file_bytes", c.decode.max_file_bytes, 1);
     d.integer<int64_t>("max_pixels", c.decode.max_pixels, 1, int64_t(1) << 40);
     d.boolean("jpeg_downscale", c.decode.jpeg_downscale);
+    d.boolean("exif_orientation", c.decode.exif_orientation);
     d.finish();
   }
   read_preprocess(top.sub("preprocess"), c.preprocess);
@@ -557,6 +558,7 @@ std::string to_yaml(const Config& c) {
   e << YAML::Key << "max_file_bytes" << YAML::Value << size_text(c.decode.max_file_bytes);
   e << YAML::Key << "max_pixels" << YAML::Value << c.decode.max_pixels;
   e << YAML::Key << "jpeg_downscale" << YAML::Value << c.decode.jpeg_downscale;
+  e << YAML::Key << "exif_orientation" << YAML::Value << c.decode.exif_orientation;
   e << YAML::EndMap;
   const auto& p = c.preprocess;
   e << YAML::Key << "preprocess" << YAML::Value << YAML::BeginMap;

@@ -38,6 +38,7 @@ struct DecodeConfig {
   int64_t max_file_bytes = int64_t(256) << 20;  ///< larger files are skipped unread
   int64_t max_pixels = 178956970;  ///< larger images (by their header) are skipped undecoded
   bool jpeg_downscale = false;  ///< decode large JPEGs at 1/2, 1/4 or 1/8 in the DCT domain: faster, not PIL-exact
+  bool exif_orientation = false;  ///< turn images upright by their EXIF orientation (PIL's exif_transpose)
 };
 
 struct PreprocessConfig {

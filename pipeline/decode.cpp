@@ -41,12 +41,19 @@ struct FileCloser {
   void operator()(FILE* f) const { std::fclose(f); }
 };
 
+}  // namespace
+
 /// What the first bytes of a file say, before any decoding.
-struct Header {
+struct FileHeader {
   enum class Format { Unknown, Jpeg, Png, Bmp, WebP, Tiff, Gif } format = Format::Unknown;
   int64_t width = 0, height = 0;  ///< 0 when the header does not say (left to the codec)
   bool animated = false;
+  bool more_pages = false;  ///< a TIFF with a second IFD (page)
+  size_t unassociated_alpha_at = 0;  ///< a TIFF's ExtraSamples = 2: where that 2 is in the file
 };
+
+namespace {
+using Header = FileHeader;
 
 uint32_t le(const unsigned char* p, int n) {
   uint32_t v = 0;
@@ -72,7 +79,94 @@ void tiff_size(const unsigned char* d, size_t n, Header& h) {
     const int64_t value = type == 3 ? rd(e + 8, 2) : type == 4 ? rd(e + 8, 4) : 0;
     if (tag == 256) h.width = value;
     if (tag == 257) h.height = value;
+    if (tag == 338 && type == 3 && rd(e + 4, 4) == 1 && value == 2) h.unassociated_alpha_at = e + (little ? 8 : 9);
   }
+  const size_t next = ifd + 2 + 12 * count;
+  h.more_pages = next + 4 <= n && rd(next, 4) != 0;
+}
+
+// EXIF orientation (1..8; 1 when absent or unreadable) from a TIFF structure: a TIFF file's
+// own first IFD, or the EXIF block of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk).
+int tiff_orientation(const unsigned char* d, size_t n) {
+  if (n >= 6 && std::memcmp(d, "Exif\0\0", 6) == 0) d += 6, n -= 6;
+  if (n < 8 || !(std::memcmp(d, "II*\0", 4) == 0 || std::memcmp(d, "MM\0*", 4) == 0)) return 1;
+  const bool little = d[0] == 'I';
+  auto rd = [&](size_t at, int bytes) { return little ? le(d + at, bytes) : be(d + at, bytes); };
+  const size_t ifd = rd(4, 4);
+  if (ifd > n || n - ifd < 2) return 1;
+  const size_t count = rd(ifd, 2);
+  for (size_t i = 0; i < count && ifd + 2 + 12 * (i + 1) <= n; ++i) {
+    const size_t e = ifd + 2 + 12 * i;
+    if (rd(e, 2) == 0x0112 && rd(e + 2, 2) == 3) {
+      const int o = int(rd(e + 8, 2));
+      return o >= 1 && o <= 8 ? o : 1;
+    }
+  }
+  return 1;
+}
+
+// The EXIF orientation a JPEG, PNG or WebP declares. A TIFF's Orientation tag is left to
+// libtiff, for PIL and OpenCV alike: its RGBA reader (8-bit TIFF) applies it, 16-bit pixels
+// come as stored, and PIL then drops the tag, so exif_transpose does nothing more.
+int exif_orientation(const unsigned char* d, size_t n, Header::Format format) {
+  using F = Header::Format;
+  if (format == F::Jpeg) {  // markers up to the first scan
+    for (size_t at = 2; at + 4 <= n && d[at] == 0xFF && d[at + 1] != 0xDA;) {
+      const size_t len = be(d + at + 2, 2);
+      if (d[at + 1] == 0xE1 && at + 2 + len <= n && len > 8 && std::memcmp(d + at + 4, "Exif\0\0", 6) == 0)
+        return tiff_orientation(d + at + 4, len - 2);
+      at += 2 + len;
+    }
+  } else if (format == F::Png) {
+    for (size_t at = 8; at + 12 <= n;) {
+      const size_t len = be(d + at, 4);
+      if (len > n - at - 12) break;
+      if (std::memcmp(d + at + 4, "eXIf", 4) == 0) return tiff_orientation(d + at + 8, len);
+      at += 12 + len;
+    }
+  } else if (format == F::WebP) {
+    for (size_t at = 12; at + 8 <= n;) {
+      const size_t len = le(d + at + 4, 4);
+      if (len > n - at - 8) break;
+      if (std::memcmp(d + at, "EXIF", 4) == 0) return tiff_orientation(d + at + 8, len);
+      at += 8 + len + (len & 1);
+    }
+  }
+  return 1;
+}
+
+// Turns pixels stored with EXIF orientation `o` upright, as PIL's ImageOps.exif_transpose.
+cv::Mat apply_orientation(cv::Mat img, int o) {
+  cv::Mat out;
+  switch (o) {
+    case 2: cv::flip(img, out, 1); return out;
+    case 3: cv::rotate(img, out, cv::ROTATE_180); return out;
+    case 4: cv::flip(img, out, 0); return out;
+    case 5: cv::transpose(img, out); return out;
+    case 6: cv::rotate(img, out, cv::ROTATE_90_CLOCKWISE); return out;
+    case 7: cv::transpose(img, out); cv::rotate(out, out, cv::ROTATE_180); return out;
+    case 8: cv::rotate(img, out, cv::ROTATE_90_COUNTERCLOCKWISE); return out;
+    default: return img;
+  }
+}
+
+// What PIL's convert('RGB') (or 'L') gives from the pixels OpenCV read unchanged: alpha is
+// dropped, not composited; 16-bit grey (PIL mode I;16) is clipped to 255; 16-bit colour keeps
+// the high byte (PIL's RGB;16 raw modes); 32-bit or float values are clipped to 0..255.
+cv::Mat to_pil_8bit(cv::Mat img, bool gray) {
+  if (img.depth() == CV_16U && img.channels() > 1) {
+    if (!img.isContinuous()) img = img.clone();
+    cv::Mat high(img.size(), CV_MAKETYPE(CV_8U, img.channels()));
+    const uint16_t* s = img.ptr<uint16_t>();
+    for (size_t i = 0, n = img.total() * img.channels(); i < n; ++i) high.data[i] = uint8_t(s[i] >> 8);
+    img = high;
+  } else if (img.depth() != CV_8U) {
+    img.convertTo(img, CV_8U);  // saturating
+  }
+  if (img.channels() == 4) cv::cvtColor(img, img, gray ? cv::COLOR_BGRA2GRAY : cv::COLOR_BGRA2BGR);
+  else if (img.channels() == 3 && gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
+  else if (img.channels() == 1 && !gray) cv::cvtColor(img, img, cv::COLOR_GRAY2BGR);
+  return img;
 }
 
 Header sniff(const unsigned char* d, size_t n) {
@@ -143,7 +237,8 @@ void configure_process_once() {
 
 }  // namespace
 
-Decoder::Decoder(bool gray, DecodeLimits limits) : tj_(tjInitDecompress()), gray_(gray), limits_(limits) {
+Decoder::Decoder(bool gray, DecodeLimits limits, bool exif_orientation)
+    : tj_(tjInitDecompress()), gray_(gray), limits_(limits), exif_orientation_(exif_orientation) {
   configure_process_once();
 }
 Decoder::~Decoder() {
@@ -196,8 +291,32 @@ bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSiz
   if (size == 0) return error = "empty file (0 bytes)", false;
   // The content decides the codec, not the extension: a PNG named .jpg still decodes.
   const Header h = sniff(data, size);
-  if (h.format == F::Jpeg) return decode_jpeg(data, size, needed, out, error, reserve);
-  if (h.format == F::Gif) return error = "unsupported format: GIF (convert it to PNG)", false;
+  // One rule for every codec: the orientation is applied here or nowhere (OpenCV is asked
+  // for the pixels as stored, IMREAD_UNCHANGED, which never applies it itself).
+  const int orientation = exif_orientation_ ? exif_orientation(data, size, h.format) : 1;
+  const bool swapped = orientation >= 5;  // a quarter turn or a transposition
+  if (h.format == F::Jpeg) {
+    NeededSize stored_needed;  // `needed` speaks of the upright image, TurboJPEG of the stored one
+    if (needed)
+      stored_needed = [&](int w, int h) {
+        if (!swapped) return needed(w, h);
+        const auto [nw, nh] = needed(h, w);
+        return std::make_pair(nh, nw);
+      };
+    if (!decode_jpeg(data, size, stored_needed, out, error, reserve)) return false;
+  } else {
+    if (!decode_opencv(data, size, h, out, error, reserve)) return false;
+  }
+  out.pixels = apply_orientation(out.pixels, orientation);
+  if (swapped) std::swap(out.orig_width, out.orig_height);
+  return true;
+}
+
+bool Decoder::decode_opencv(const unsigned char* data, size_t size, const FileHeader& h, Decoded& out,
+                            std::string& error, const Reserve& reserve) {
+  using F = Header::Format;
+  if (h.format == F::Gif)
+    return error = "unsupported format: GIF (convert its first frame to PNG, e.g. ImageMagick: convert 'in.gif[0]' out.png)", false;
   if (h.animated) return error = "unsupported: animated WebP (convert one frame to PNG)", false;
   // Only the formats imgpipe names go to OpenCV: its other codecs (HDR, PNM, Sun raster...)
   // are not offered, and some of them decode through a temporary file.
@@ -213,19 +332,28 @@ bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSiz
   // Pixels the codec will allocate; headers that give no size leave it to the codec.
   const size_t pixel_bytes = size_t(h.width * h.height) * (gray_ ? 1 : 3);
   if (reserve && pixel_bytes && !reserve(pixel_bytes)) return error = "stopped", false;
+  // libtiff's RGBA reader (OpenCV's for 8-bit TIFF) premultiplies colours by an unassociated
+  // alpha; declared associated, the colours come as stored, which is what PIL gives.
+  std::vector<unsigned char> patched;
+  if (h.unassociated_alpha_at) {
+    patched.assign(data, data + size);
+    patched[h.unassociated_alpha_at] = 1;
+    data = patched.data();
+  }
   cv::Mat img;
   try {
-    img = cv::imdecode(cv::_InputArray(data, int(size)), gray_ ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+    // As stored (depth, alpha, no EXIF rotation); PIL's conversion rules follow.
+    img = cv::imdecode(cv::_InputArray(data, int(size)), cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     return error = "corrupt or unsupported image (OpenCV: " + e.err + ")", false;
   }
   if (img.empty()) return error = "not a decodable image (corrupt, truncated or unsupported format)", false;
   if (!pixels_allowed(img.cols, img.rows, error)) return false;
-  if (img.depth() != CV_8U) img.convertTo(img, CV_8U);
-  out.pixels = img;
+  out.pixels = to_pil_8bit(img, gray_);
   out.orig_width = img.cols;
   out.orig_height = img.rows;
   out.dct_denominator = 1;
+  out.more_pages = h.more_pages;
   return true;
 }
 
@@ -250,12 +378,7 @@ bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSi
   if (!pixels_allowed(w, h, error)) return false;
   const int channels = gray_ ? 1 : 3;
   if (colorspace == TJCS_CMYK || colorspace == TJCS_YCCK) {
-    // TurboJPEG cannot convert CMYK to BGR; OpenCV's libjpeg path can.
-    if (size > size_t(INT_MAX)) return error = "file too large for OpenCV (" + std::to_string(size) + " bytes)", false;
-    if (reserve && !reserve(size_t(w) * size_t(h) * (4 + channels))) return error = "stopped", false;
-    cv::Mat img = cv::imdecode(cv::_InputArray(data, int(size)), gray_ ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-    if (img.empty()) return error = "corrupt CMYK JPEG", false;
-    out.pixels = img, out.orig_width = w, out.orig_height = h, out.dct_denominator = 1;
+    if (!decode_cmyk_jpeg(data, size, w, h, out, error, reserve)) return false;
     return guard.ok = true;
   }
   // DCT-domain downscaling: the largest reduction whose result is still at least the size
@@ -284,6 +407,34 @@ bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSi
   out.orig_height = h;
   out.dct_denominator = denom;
   return guard.ok = true;
+}
+
+// PIL's reading of a CMYK JPEG: the stored values are taken as Adobe-inverted (PIL's raw mode
+// CMYK;I, whatever the file's Adobe marker says) and converted as PIL's CMYK -> RGB does:
+// each of R, G, B = (255 - K) * (255 - C) / 255, rounded as PIL's MULDIV255.
+bool Decoder::decode_cmyk_jpeg(const unsigned char* data, size_t size, int w, int h, Decoded& out,
+                               std::string& error, const Reserve& reserve) {
+  if (reserve && !reserve(size_t(w) * size_t(h) * (4 + (gray_ ? 1 : 3)))) return error = "stopped", false;
+  cv::Mat cmyk(h, w, CV_8UC4);
+  if (tjDecompress2(tj_, data, static_cast<unsigned long>(size), cmyk.data, w, int(cmyk.step), h, TJPF_CMYK,
+                    TJFLAG_STOPONWARNING) != 0)
+    return error = std::string("corrupt CMYK JPEG: ") + tjGetErrorStr2(tj_), false;
+  auto muldiv255 = [](int a, int b) {
+    const int t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  cv::Mat bgr(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* s = cmyk.ptr<uint8_t>(y);
+    uint8_t* d = bgr.ptr<uint8_t>(y);
+    for (int x = 0; x < w; ++x, s += 4, d += 3) {
+      const int nk = s[3];  // stored inverted: 255 - K
+      for (int c = 0; c < 3; ++c) d[2 - c] = uint8_t(nk - muldiv255(255 - s[c], nk));
+    }
+  }
+  if (gray_) cv::cvtColor(bgr, bgr, cv::COLOR_BGR2GRAY);
+  out.pixels = bgr, out.orig_width = w, out.orig_height = h, out.dct_denominator = 1;
+  return true;
 }
 
 }  // namespace imgpipe

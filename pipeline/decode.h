@@ -16,6 +16,7 @@ struct Decoded {
   int orig_width = 0;       ///< size before any DCT-domain downscaling
   int orig_height = 0;
   int dct_denominator = 1;  ///< 1, 2, 4 or 8: the JPEG was decoded at 1/denominator scale
+  bool more_pages = false;  ///< a multi-page TIFF, of which page 1 was decoded
 };
 
 /// What a file may cost before it is read or decoded (checked against its size on disk
@@ -32,11 +33,15 @@ using NeededSize = std::function<std::pair<int, int>(int width, int height)>;
 /// it allocates them; may block (a bounded queue). Returning false abandons the decode.
 using Reserve = std::function<bool(size_t bytes)>;
 
+struct FileHeader;
+
 /// One per thread (it owns a TurboJPEG handle). Each file is judged on its own: a bad file
 /// never changes the outcome of the next one.
 class Decoder {
  public:
-  explicit Decoder(bool gray, DecodeLimits limits = {});
+  /// `exif_orientation`: turn images upright by their EXIF orientation (PIL's exif_transpose);
+  /// otherwise pixels are taken as stored, whatever the file says (plain PIL).
+  explicit Decoder(bool gray, DecodeLimits limits = {}, bool exif_orientation = false);
   ~Decoder();
   Decoder(const Decoder&) = delete;
   Decoder& operator=(const Decoder&) = delete;
@@ -55,10 +60,15 @@ class Decoder {
                   std::string& error, const Reserve& reserve);
   bool decode_jpeg(const unsigned char* data, size_t size, const NeededSize& needed, Decoded& out,
                    std::string& error, const Reserve& reserve);
+  bool decode_opencv(const unsigned char* data, size_t size, const FileHeader& h, Decoded& out,
+                     std::string& error, const Reserve& reserve);
+  bool decode_cmyk_jpeg(const unsigned char* data, size_t size, int width, int height, Decoded& out,
+                        std::string& error, const Reserve& reserve);
   bool pixels_allowed(int64_t width, int64_t height, std::string& error) const;
   void* tj_ = nullptr;
   bool gray_;
   DecodeLimits limits_;
+  bool exif_orientation_;
 };
 
 }  // namespace imgpipe

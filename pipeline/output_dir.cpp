@@ -31,7 +31,9 @@ namespace {
 /// device do not.
 std::string config_fingerprint(const Config& c) {
   Config f = c;
-  f.decode = DecodeConfig{};
+  f.decode = DecodeConfig{};  // but the keys that change the pixels stay
+  f.decode.jpeg_downscale = c.decode.jpeg_downscale;
+  f.decode.exif_orientation = c.decode.exif_orientation;
   f.device = DeviceKind::Auto;
   f.device_index = 0;
   f.precision = PrecisionMode::Auto;

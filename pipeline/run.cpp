@@ -264,7 +264,8 @@ class Job {
   }
 
   void decode_worker(const std::vector<size_t>& work, std::atomic<size_t>& next, OrderedByteQueue<Item>& queue) {
-    Decoder decoder(params_.src_channels == 1, {cfg_.decode.max_file_bytes, cfg_.decode.max_pixels});
+    Decoder decoder(params_.src_channels == 1, {cfg_.decode.max_file_bytes, cfg_.decode.max_pixels},
+                    cfg_.decode.exif_orientation);
     // Without decode.jpeg_downscale every JPEG is decoded at full size, as PIL does.
     NeededSize needed;
     if (cfg_.decode.jpeg_downscale)
@@ -294,6 +295,8 @@ class Job {
         continue;
       }
       times_.decode_ns += (Clock::now() - t).count();
+      if (d.more_pages && !multi_page_logged_.exchange(true))
+        log_.info("%s is a multi-page TIFF: imgpipe uses its first page (said once per run)", inputs_[item.pos].c_str());
       kernels::ImageDesc desc = place_image(cfg_.preprocess, d.orig_width, d.orig_height);
       if (gpu_) {  // preprocessing happens on the GPU, batch by batch
         const size_t bytes = d.pixels.total() * d.pixels.elemSize();
@@ -570,6 +573,7 @@ class Job {
   const Config& cfg_;
   RunOptions opt_;
   Log log_;
+  std::atomic<bool> multi_page_logged_{false};
   kernels::PreprocessParams params_;
   OutputDir dir_;
   std::vector<std::string> inputs_, warnings_;

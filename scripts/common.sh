@@ -8,7 +8,7 @@ IMGPIPE_TOOLS=(c++:build-essential make:build-essential cmake:cmake pkg-config:p
 # Libraries the tool needs to build and run, and those only the tests need.
 IMGPIPE_PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev libpng-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libopenblas-dev)
-IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev)
+IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev python3-pil)
 
 # The packages of the tools that are not on PATH.
 missing_tools() {
@@ -75,6 +75,7 @@ report_oracles() {
   echo "imgpipe: oracles:" >&2
   for o in "onnxruntime:$py:whole-model comparisons:${IMGPIPE_REQUIRE_ORT:-0}" \
     "numpy:python3:.npy files as numpy loads them:${IMGPIPE_REQUIRE_NUMPY:-0}" \
+    "PIL:$py:tensors against torchvision's PIL pipeline:${IMGPIPE_REQUIRE_PIL:-0}" \
     "matplotlib:$py:plot_report.py:0"; do
     IFS=: read -r m p what req <<<"$o"
     if ! "$p" -c "import $m" 2>/dev/null; then

@@ -15,6 +15,7 @@ if [ "${IMGPIPE_SANITIZE:-0}" = 1 ]; then
   export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 fi
 "${IMGPIPE_PYTHON:-python3}" -c "import numpy" 2>/dev/null && export IMGPIPE_REQUIRE_NUMPY="${IMGPIPE_REQUIRE_NUMPY:-1}"
+"${IMGPIPE_PYTHON:-python3}" -c "import numpy, PIL" 2>/dev/null && export IMGPIPE_REQUIRE_PIL="${IMGPIPE_REQUIRE_PIL:-1}"
 trap report_oracles EXIT
 build_imgpipe
 ctest --test-dir "${IMGPIPE_BUILD_DIR:-build}" --output-on-failure -j "$(nproc)" "$@"

@@ -345,12 +345,38 @@ TEST(Cli, HugeAndUnsupportedFilesAreSkippedWithOneCleanLineEach) {
   std::map<std::string, std::string> reasons;
   for (const auto& s : report["skipped"]) reasons[fs::path(s["path"].get<std::string>()).filename()] = s["reason"];
   EXPECT_EQ(reasons["huge.png"], "file too large (107374182400 bytes, limit 268435456; raise decode.max_file_bytes)");
-  EXPECT_EQ(reasons["anim.png"], "unsupported format: GIF (convert it to PNG)");
+  EXPECT_EQ(reasons["anim.png"], "unsupported format: GIF (convert its first frame to PNG, e.g. ImageMagick: convert 'in.gif[0]' out.png)");
   EXPECT_EQ(reasons["truncated.png"], "not a decodable image (corrupt, truncated or unsupported format)");
   // stderr holds imgpipe's own lines only: no libpng or OpenCV text, no reason split over lines.
   std::istringstream lines(r.output);
   for (std::string line; std::getline(lines, line);) EXPECT_EQ(line.rfind("imgpipe: ", 0), 0u) << line;
   EXPECT_NE(test::read_file(out + "/index-00000.csv").find("huge.png,\"file too large ("), std::string::npos);
+}
+
+// A multi-page TIFF gives its first page, and the log says so once per run, not per file.
+TEST(Cli, MultiPageTiffUsesPageOneAndSaysSoOncePerRun) {
+  test::TempDir tmp;
+  fs::create_directories(tmp.path() / "in");
+  const cv::Mat one = test::random_image(64, 48, 1), two = test::random_image(64, 48, 2);
+  ASSERT_TRUE(cv::imwritemulti(tmp / "in/a.tif", std::vector<cv::Mat>{one, two}));
+  ASSERT_TRUE(cv::imwritemulti(tmp / "in/b.tif", std::vector<cv::Mat>{two, one}));
+  cv::imwrite(tmp / "in/c.png", one);
+  const std::string out = tmp / "out";
+  const auto r = run_imgpipe(job(tmp / "in", out).substr(3) + " --set decode.threads=1 --set progress=off");
+  ASSERT_EQ(r.code, 0) << r.output;
+  size_t said = 0;
+  for (size_t at = 0; (at = r.output.find("multi-page TIFF", at)) != std::string::npos; ++at) ++said;
+  EXPECT_EQ(said, 1u) << r.output;
+  std::string descr;
+  std::vector<int64_t> shape;
+  size_t offset = 0;
+  ASSERT_TRUE(read_npy_header(out + "/tensors-00000.npy", descr, shape, offset));
+  ASSERT_EQ(shape, (std::vector<int64_t>{3, 3, 56, 56}));
+  const std::string bytes = test::read_file(out + "/tensors-00000.npy");
+  const size_t n = 3 * 56 * 56 * sizeof(float);
+  auto row = [&](int i) { return bytes.substr(offset + i * n, n); };
+  EXPECT_EQ(row(0), row(2));  // a.tif's page 1 is c.png
+  EXPECT_NE(row(1), row(2));  // b.tif's page 1 is the other picture
 }
 
 TEST(Cli, DecodedImagesCountAgainstTheHostBudgetBeforeDecoding) {

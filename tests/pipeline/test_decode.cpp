@@ -288,7 +288,7 @@ TEST(Decode, UnsupportedFormatsAndLibraryErrorsAreOneActionableLine) {
     return dec.decode_bytes(reinterpret_cast<const uchar*>(data.data()), data.size(), nullptr, out, err);
   };
   EXPECT_FALSE(decode(std::string("GIF89a\x01\x00\x01\x00\x00\x00\x00;", 13)));
-  EXPECT_EQ(err, "unsupported format: GIF (convert it to PNG)");
+  EXPECT_EQ(err, "unsupported format: GIF (convert its first frame to PNG, e.g. ImageMagick: convert 'in.gif[0]' out.png)");
   // An animated WebP: a VP8X header with the animation flag, 64x48 canvas, then its frames.
   std::string webp("RIFF\x00\x00\x00\x00WEBPVP8X\x0a\x00\x00\x00\x02\x00\x00\x00\x3f\x00\x00\x2f\x00\x00", 30);
   webp += std::string("ANIM\x06\x00\x00\x00\x00\x00\x00\x00\x00\x00", 14);
