@@ -382,7 +382,7 @@ bool Decoder::decode_jpeg(const unsigned char* data, size_t size, const NeededSi
     return guard.ok = true;
   }
   // DCT-domain downscaling: the largest reduction whose result is still at least the size
-  // the resize needs, so the resize that follows only ever shrinks.
+  // the caller says it needs.
   int denom = 1;
   if (needed) {
     const auto [nw, nh] = needed(w, h);

@@ -266,12 +266,16 @@ class Job {
   void decode_worker(const std::vector<size_t>& work, std::atomic<size_t>& next, OrderedByteQueue<Item>& queue) {
     Decoder decoder(params_.src_channels == 1, {cfg_.decode.max_file_bytes, cfg_.decode.max_pixels},
                     cfg_.decode.exif_orientation);
-    // Without decode.jpeg_downscale every JPEG is decoded at full size, as PIL does.
+    // Without decode.jpeg_downscale every JPEG is decoded at full size, as PIL does. With it,
+    // as PIL's draft('RGB', (crop, crop)): the decode may be smaller than the resize as long
+    // as it still covers the crop.
     NeededSize needed;
     if (cfg_.decode.jpeg_downscale)
       needed = [this](int w, int h) {
-        const auto d = place_image(cfg_.preprocess, w, h);
-        return std::make_pair(d.resized_w, d.resized_h);
+        const PreprocessConfig& p = cfg_.preprocess;
+        const auto d = place_image(p, w, h);
+        if (!p.crop_width) return std::make_pair(d.resized_w, d.resized_h);
+        return std::make_pair(std::min(d.resized_w, p.crop_width), std::min(d.resized_h, p.crop_height));
       };
     const size_t out_bytes = kernels::output_image_bytes(params_);
     for (size_t seq; (seq = next.fetch_add(1)) < work.size();) {

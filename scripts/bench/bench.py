@@ -7,6 +7,10 @@ same run, back to back, so that the ratio holds even on a noisy machine.
 
 Workloads (configs/bench_*.yaml): w2 preprocess to float16 tensors; w1 w2 + ResNet-50 top-5;
 w3 w1 under memory pressure (governor fault injection). --small: 200 images, ResNet-18.
+W2 runs in both modes, all four alternating: imgpipe exact (decode.jpeg_downscale false) against
+the exact peer, recorded as w2-exact; imgpipe fast (true) against the draft peer (PIL's
+Image.draft, peer_torch.py --draft) and the exact peer, recorded as w2-fast; with the decode wall
+(scripts/bench/decode_wall.py: TurboJPEG alone on every core, full size and DCT 1/2).
 The images (and the ONNX model) are made once into bench-data/ with /usr/bin/python3
 (numpy + OpenCV; torch + torchvision for the model and the peer). Each tool gets one untimed
 warm-up run, then --repeat timed runs alternate imgpipe/peer, each a fresh process.
@@ -165,9 +169,9 @@ def imgpipe_run(args, cfg, overrides, outdir, logdir, tag, n, faults=None):
     return r, ""
 
 
-def peer_run(args, mode, images, logdir, tag, n):
+def peer_run(args, mode, images, logdir, tag, n, extra=()):
     argv = [args.python, str(args.peer_script), "--images", str(images), "--mode", mode,
-            "--device", args.device, "--workers", str(args.workers)]
+            "--device", args.device, "--workers", str(args.workers), *extra]
     r = run_process(argv, logdir, tag)
     r["argv"] = argv
     if r["rc"] != 0:
@@ -291,7 +295,12 @@ def git(*a):
 
 
 # ---------------------------------------------------------------- one workload
+# W2's two modes: name, imgpipe overrides, peer arguments. Other workloads run as configured.
+W2_MODES = [("exact", ["decode.jpeg_downscale=false"], []), ("fast", ["decode.jpeg_downscale=true"], ["--draft"])]
+
+
 def bench(args, wl, data, logdir, peer_ok, peer_why):
+    """A list of records: one per mode (W2), else one."""
     cfg, mode, needs_model = WORKLOADS[wl]
     n = SMALL if args.small else FULL
     images = make_images(args.python, data, n)
@@ -327,37 +336,64 @@ def bench(args, wl, data, logdir, peer_ok, peer_why):
     if not rec["imgpipe"]["available"]:
         say(f"{name}: not available: {rec['imgpipe']['reason']}")
         rec["peer"].update(available=False, reason="not run: imgpipe is not available for this workload")
-        return rec
+        return [rec]
     if peer_ok:
         say(f"{name}: peer warm-up ...")
         r, why = peer_run(args, mode, images, logdir, f"{name}-peer-warmup", n)
         if why:
             rec["peer"].update(available=False, reason=why)
             say(f"{name}: peer skipped: {why}")
-    runs = {"imgpipe": [], "peer": []}
-    for i in range(args.repeat):
-        say(f"{name}: timed run {i + 1}/{args.repeat}: imgpipe ...")
-        r, why = imgpipe_run(args, cfg, overrides, outdir, logdir, f"{name}-imgpipe-{i}", n, faults)
+    modes = W2_MODES if wl == "w2" else [("", [], [])]
+    if rec["peer"]["available"] and wl == "w2":
+        say(f"{name}: draft peer warm-up ...")
+        r, why = peer_run(args, mode, images, logdir, f"{name}-peer-draft-warmup", n, ["--draft"])
         if why:
-            sys.exit(f"bench: {name}: {why} (log in {logdir})")
-        runs["imgpipe"].append(r)
-        if rec["peer"]["available"]:
-            say(f"{name}: timed run {i + 1}/{args.repeat}: peer ...")
-            r, why = peer_run(args, mode, images, logdir, f"{name}-peer-{i}", n)
+            sys.exit(f"bench: {name}: draft peer: {why} (log in {logdir})")
+    # Every (mode, tool) pair in turn, each timed run: imgpipe, peer, imgpipe fast, draft peer, ...
+    runs = {(m, tool): [] for m, _, _ in modes for tool in ("imgpipe", "peer")}
+    for i in range(args.repeat):
+        for m, over, peer_args in modes:
+            say(f"{name}: timed run {i + 1}/{args.repeat}: imgpipe {m} ...")
+            r, why = imgpipe_run(args, cfg, overrides + over, outdir, logdir, f"{name}{m}-imgpipe-{i}", n, faults)
             if why:
                 sys.exit(f"bench: {name}: {why} (log in {logdir})")
-            runs["peer"].append(r)
+            runs[(m, "imgpipe")].append(r)
+            if rec["peer"]["available"]:
+                say(f"{name}: timed run {i + 1}/{args.repeat}: peer {' '.join(peer_args)} ...")
+                r, why = peer_run(args, mode, images, logdir, f"{name}{m}-peer-{i}", n, peer_args)
+                if why:
+                    sys.exit(f"bench: {name}: {why} (log in {logdir})")
+                runs[(m, "peer")].append(r)
     shutil.rmtree(outdir, ignore_errors=True)
-    for tool in runs:
-        for r in runs[tool]:
-            r.pop("stdout"), r.pop("stderr")
-        rec[tool]["runs"] = runs[tool]
-        rec[tool]["summary"] = summarize(runs[tool])
-        if runs[tool]:
-            rec[tool]["command"] = " ".join(runs[tool][0]["argv"])
-    rec["ratios"] = ratios(rec["imgpipe"]["summary"], rec["peer"].get("summary", {}))
-    rec["limits"] = limits(runs["imgpipe"], os.cpu_count())
-    return rec
+    for r in (r for rs in runs.values() for r in rs):
+        r.pop("stdout"), r.pop("stderr")
+    recs = []
+    for m, _, _ in modes:
+        one = json.loads(json.dumps(rec))
+        if m:
+            one["workload"] = f"{name}-{m}"
+        for tool in ("imgpipe", "peer"):
+            one[tool]["runs"] = runs[(m, tool)]
+            one[tool]["summary"] = summarize(runs[(m, tool)])
+            if runs[(m, tool)]:
+                one[tool]["command"] = " ".join(runs[(m, tool)][0]["argv"])
+        one["ratios"] = ratios(one["imgpipe"]["summary"], one["peer"].get("summary", {}))
+        one["limits"] = limits(runs[(m, "imgpipe")], os.cpu_count())
+        recs.append(one)
+    if wl == "w2":
+        exact, fast = recs
+        fast["peer"]["name"] = "draft peer"
+        fast["ratios_vs_exact_peer"] = ratios(fast["imgpipe"]["summary"], exact["peer"].get("summary", {}))
+        say(f"{name}: decode wall ...")
+        r = subprocess.run([sys.executable, str(HERE / "decode_wall.py"), "--images", str(images)],
+                           capture_output=True, text=True)
+        if r.returncode == 0:
+            wall = json.loads(r.stdout)
+            # W2's 640x480 JPEGs: exact decodes them at full size, fast at DCT 1/2 (240 >= the crop).
+            for one, key in ((exact, "full"), (fast, "half")):
+                one["decode_wall"] = {**wall, "this_mode": key,
+                                      "fraction": one["imgpipe"]["summary"]["images_per_s"]["median"] / wall[key]}
+    return recs
 
 
 def main():
@@ -416,22 +452,28 @@ def main():
     for wl in args.workload.split(","):
         if wl not in WORKLOADS:
             sys.exit(f"bench: unknown workload {wl!r}: one of {', '.join(WORKLOADS)}")
-        rec = {**facts, **bench(args, wl, data, logdir, peer_ok, peer_why)}
-        if callgrind:
-            rec["callgrind"] = callgrind
-        recs.append(rec)
-        print(f"\n== {rec['workload']}: {rec['images']['count']} JPEGs {rec['images']['size']} "
-              f"q{QUALITY}, device {args.device}, {args.repeat} timed runs each; {facts['machine']['label']}")
-        if not rec["imgpipe"]["available"]:
-            print(f"not available: {rec['imgpipe']['reason']}")
-            continue
-        if not rec["peer"]["available"]:
-            print(f"peer {rec['peer']['reason']}")
-        print(table(rec))
-        if rec.get("limits"):
-            print(rec["limits"])
-        if callgrind:
-            print(f"callgrind: {callgrind}")
+        for rec in bench(args, wl, data, logdir, peer_ok, peer_why):
+            rec = {**facts, **rec}
+            if callgrind:
+                rec["callgrind"] = callgrind
+            recs.append(rec)
+            print(f"\n== {rec['workload']}: {rec['images']['count']} JPEGs {rec['images']['size']} "
+                  f"q{QUALITY}, device {args.device}, {args.repeat} timed runs each; {facts['machine']['label']}")
+            if not rec["imgpipe"]["available"]:
+                print(f"not available: {rec['imgpipe']['reason']}")
+                continue
+            if not rec["peer"]["available"]:
+                print(f"peer {rec['peer']['reason']}")
+            print(table(rec))
+            if rec.get("limits"):
+                print(rec["limits"])
+            if rec.get("ratios_vs_exact_peer"):
+                print(f"fast mode against the exact peer: {rec['ratios_vs_exact_peer']['images_per_s']:.2f}x images/s")
+            if rec.get("decode_wall"):
+                w = rec["decode_wall"]
+                print(f"decode wall ({w['this_mode']}): {w[w['this_mode']]:.0f} images/s; imgpipe at {w['fraction']:.0%} of it")
+            if callgrind:
+                print(f"callgrind: {callgrind}")
     if args.json:
         args.json.write_text(json.dumps(recs[0] if len(recs) == 1 else recs, indent=1) + "\n")
     if args.record:

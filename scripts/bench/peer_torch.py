@@ -8,6 +8,10 @@ peak memory, to compare with imgpipe on the same files in the same run.
   --mode classify   : the same, then the model and top-5
   --decode pil      : PIL in a DataLoader with --workers processes (the usual recipe)
   --decode nvjpeg   : torchvision.io.decode_jpeg on the GPU (needs --device cuda)
+  --draft           : with --decode pil, Image.draft('RGB', (224, 224)) before loading: libjpeg
+                      decodes at 1/2, 1/4 or 1/8 scale where the result still covers the 224x224
+                      crop (the speed-minded PIL user's choice, as imgpipe's decode.jpeg_downscale;
+                      not the exact tensors)
 GPU machine: python3 has torch/torchvision. CPU here: Debian's python3-torch and
 python3-torchvision, run with /usr/bin/python3."""
 import argparse, glob, json, os, resource, time
@@ -20,7 +24,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--decode", choices=["pil", "nvjpeg"], default="pil"); p.add_argument("--workers", type=int, default=2)
     p.add_argument("--batch", type=int, default=128); p.add_argument("--precision", choices=["fp32", "fp16"], default="fp16")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0); p.add_argument("--draft", action="store_true")
     a = p.parse_args()
     files = sorted(glob.glob(os.path.join(a.images, "*.jpg")))[: a.limit or None]
     dev = torch.device(a.device); half = a.precision == "fp16" and dev.type == "cuda"
@@ -45,7 +49,10 @@ def main():
             tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.PILToTensor()])
             class DS(torch.utils.data.Dataset):
                 def __len__(self): return len(files)
-                def __getitem__(self, i): return tf(Image.open(files[i]).convert("RGB"))
+                def __getitem__(self, i):
+                    im = Image.open(files[i])
+                    if a.draft: im.draft("RGB", (224, 224))
+                    return tf(im.convert("RGB"))
             for xb in torch.utils.data.DataLoader(DS(), batch_size=a.batch, num_workers=a.workers, pin_memory=dev.type == "cuda"):
                 yield xb.to(dev, non_blocking=True)
         else:
@@ -64,7 +71,7 @@ def main():
         t = time.time(); n = sum(finish(xb) for xb in batches())
         if dev.type == "cuda": torch.cuda.synchronize()
         dt = time.time() - t
-    print(json.dumps({"peer": f"torchvision-{a.decode}", "mode": a.mode, "device": a.device, "images": n,
+    print(json.dumps({"peer": f"torchvision-{a.decode}{'-draft' if a.draft else ''}", "mode": a.mode, "device": a.device, "images": n,
                       "seconds": round(dt, 3), "images_per_s": round(n / dt, 1),
                       "peak_gpu_mib": (torch.cuda.max_memory_allocated() >> 20) if dev.type == "cuda" else 0,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10}))

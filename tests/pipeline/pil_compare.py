@@ -8,6 +8,10 @@ about one grey level). With decode.exif_orientation on/off, files carrying EXIF 
 2..8 must match ImageOps.exif_transpose / plain PIL.
 
     pil_compare.py --imgpipe BUILD/imgpipe [--keep DIR]
+    pil_compare.py --imgpipe BUILD/imgpipe --fidelity   # figures for the README, not a test
+
+--fidelity: photo-like JPEGs (q90) at 1411x1411, 1000x872 and 4000x3000, exact and with
+decode.jpeg_downscale, max / p99 / mean difference from PIL per photo.
 
 The reference is PIL alone (what torchvision's transforms do on a PIL image, written out with
 NumPy), so torchvision need not be installed. Exit 77 (skipped) without PIL or NumPy, unless
@@ -185,10 +189,24 @@ def compare(imgpipe, d, names, transpose, np, Image, ImageOps):
     return bad
 
 
+def fidelity(imgpipe, d, np, Image, ImageFilter, ImageOps):
+    names = []
+    for i, (w, h) in enumerate([(1411, 1411), (1000, 872), (4000, 3000)]):
+        names.append(f"photo{w}x{h}.jpg")
+        photo(np, Image, ImageFilter, w, h, 100 + i).save(d / names[-1], quality=90)
+    for fast in ("false", "true"):
+        got = run_imgpipe(imgpipe, d, d.parent / f"out-fidelity-{fast}", ["--set", f"decode.jpeg_downscale={fast}"], np)
+        for name in names:
+            diff = np.abs(got[str(d / name)] - reference(str(d / name), np, Image, ImageOps, False))
+            print(f"jpeg_downscale={fast:5s} {name:22s} max {diff.max():.3f}  p99 {np.percentile(diff, 99):.3f}  "
+                  f"mean {diff.mean():.4f}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--imgpipe", required=True)
     p.add_argument("--keep", help="write the images and outputs here instead of a temporary folder")
+    p.add_argument("--fidelity", action="store_true", help="measure decode.jpeg_downscale against PIL instead")
     a = p.parse_args()
     try:
         import numpy as np
@@ -200,6 +218,9 @@ def main():
         sys.exit(77)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.keep or tmp)
+        if a.fidelity:
+            (work / "photos").mkdir(parents=True, exist_ok=True)
+            return fidelity(a.imgpipe, work / "photos", np, Image, ImageFilter, ImageOps)
         (work / "formats").mkdir(parents=True, exist_ok=True)
         (work / "orient").mkdir(parents=True, exist_ok=True)
         names = generate(work / "formats", np, Image, ImageFilter)
