@@ -38,7 +38,14 @@ How to read the columns:
 Workloads (`configs/bench_*.yaml`): **w2** JPEG 640x480 q90 -> shorter side 256 -> center crop
 224 -> ImageNet normalize -> float16 NCHW `.npy` written (the peer computes the same tensors but
 writes nothing); **w1** the same + ResNet-50 (random weights) top-5; **w3** w1 under memory
-pressure. `-small`: 200 images (ResNet-18 for imgpipe's w1), else 2,000.
+pressure. `-small`: 200 images (ResNet-18 for imgpipe's w1), else 2,000. Since issue 14 W2 runs
+in both modes in one command, the four alternating: **w2-exact** is imgpipe with
+`decode.jpeg_downscale: false` (PIL-exact tensors) against the exact peer; **w2-fast** is imgpipe
+with `decode.jpeg_downscale: true` against the *draft peer* (`peer_torch.py --draft`: PIL's
+`Image.draft('RGB', (224, 224))`, libjpeg's DCT scaling), with its ratio to the exact peer in the
+notes. Older **w2** results ran imgpipe with the DCT scaling on. The **decode wall** is
+`scripts/bench/decode_wall.py`: TurboJPEG alone decoding the same files from memory on every
+core (full size for exact, DCT 1/2 for fast, as W2's 640x480 files are decoded in that mode).
 """
 
 
@@ -72,7 +79,7 @@ def render(recs):
                 out.append(f"| {date} | {commit} | imgpipe | not available: {r['imgpipe']['reason']} ||||||")
                 notes.append(note)
                 continue
-            tools = [("imgpipe", r["imgpipe"]), ("peer", r["peer"])]
+            tools = [("imgpipe", r["imgpipe"]), (r["peer"].get("name", "peer"), r["peer"])]
             for name, t in tools:
                 if not t.get("summary"):
                     out.append(f"| {date} | {commit} | {name} | {t.get('reason') or 'not run'} ||||||")
@@ -89,6 +96,13 @@ def render(recs):
                            f"{ratio(q, 'tree_peak_pss_mib')} | {ratio(q, 'peak_gpu_mib')} | {ratio(q, 'cpu_s')} |")
             if r.get("model"):
                 note += f"; imgpipe model {r['model']}, peer model {r['peer'].get('model', '?')}"
+            if r.get("ratios_vs_exact_peer", {}).get("images_per_s"):
+                note += f"\n  - fast mode against the exact peer (same run): " \
+                        f"**{r['ratios_vs_exact_peer']['images_per_s']:.2f}x** img/s"
+            if r.get("decode_wall"):
+                w = r["decode_wall"]
+                note += f"\n  - decode wall ({w['this_mode']}, {w['processes']} processes): {w[w['this_mode']]:.0f} img/s " \
+                        f"(full size {w['full']:.0f}, DCT 1/2 {w['half']:.0f}); imgpipe reaches **{w['fraction']:.0%}** of it"
             if r.get("limits"):
                 note += f"\n  - what limits this figure: {r['limits']}"
             if r.get("callgrind", {}).get("total_Ir"):

@@ -5,12 +5,13 @@ Normalize(ImageNet). Every format imgpipe reads (JPEG, PNG, BMP, TIFF, WebP) in 
 gives (colour, grey, grey+alpha, RGBA, palette with and without transparency, 16-bit grey and
 RGB, CMYK), at odd sizes and aspect ratios, must match within MAX_DIFF (normalised units,
 about one grey level). With decode.exif_orientation on/off, files carrying EXIF orientation
-2..8 must match ImageOps.exif_transpose / plain PIL.
+2..8 must match ImageOps.exif_transpose / plain PIL. With decode.jpeg_downscale (fast mode),
+JPEGs must match PIL with Image.draft('RGB', (224, 224)), the same DCT-domain scaling.
 
     pil_compare.py --imgpipe BUILD/imgpipe [--keep DIR]
     pil_compare.py --imgpipe BUILD/imgpipe --fidelity   # figures for the README, not a test
 
---fidelity: photo-like JPEGs (q90) at 1411x1411, 1000x872 and 4000x3000, exact and with
+--fidelity: photo-like JPEGs (q90) at 1411x1411, 1000x872, 4000x3000 and 640x480, exact and with
 decode.jpeg_downscale, max / p99 / mean difference from PIL per photo.
 
 The reference is PIL alone (what torchvision's transforms do on a PIL image, written out with
@@ -32,9 +33,11 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 
-def reference(path, np, Image, ImageOps, transpose):
+def reference(path, np, Image, ImageOps, transpose, draft=False):
     """torchvision's Resize(256) + CenterCrop(224) + ToTensor + Normalize on a PIL image."""
     with Image.open(path) as im:
+        if draft:
+            im.draft("RGB", (224, 224))
         if transpose:
             im = ImageOps.exif_transpose(im)
         im = im.convert("RGB")
@@ -155,6 +158,17 @@ def orientation_set(d, np, Image, ImageFilter):
     return names
 
 
+def draft_set(d, np, Image, ImageFilter):
+    """JPEGs that fast mode decodes at 1/2, 1/4 and 1/8, some of them with a quarter turn."""
+    names = []
+    for i, (w, h, o) in enumerate([(640, 480, 1), (1000, 560, 6), (1000, 560, 8), (1411, 1411, 3), (2000, 1500, 1)]):
+        exif = Image.Exif()
+        exif[0x0112] = o
+        names.append(f"draft{w}x{h}_orient{o}.jpg")
+        photo(np, Image, ImageFilter, w, h, 200 + i).save(d / names[-1], quality=90, exif=exif.tobytes())
+    return names
+
+
 def run_imgpipe(imgpipe, inputs, out, extra, np):
     cmd = [imgpipe, "-q", "--config", str(ROOT / "configs/sample.yaml"), "--set", "model.path=",
            "--set", f"input.path={inputs}", "--set", f"output.dir={out}",
@@ -167,9 +181,10 @@ def run_imgpipe(imgpipe, inputs, out, extra, np):
     return dict(zip(rows, np.load(out / "tensors-00000.npy")))
 
 
-def compare(imgpipe, d, names, transpose, np, Image, ImageOps):
+def compare(imgpipe, d, names, transpose, np, Image, ImageOps, fast=False):
     key = "true" if transpose else "false"
-    got = run_imgpipe(imgpipe, d, d.parent / f"out-{d.name}-{key}", ["--set", f"decode.exif_orientation={key}"], np)
+    got = run_imgpipe(imgpipe, d, d.parent / f"out-{d.name}-{key}", ["--set", f"decode.exif_orientation={key}",
+                                                                     "--set", f"decode.jpeg_downscale={str(fast).lower()}"], np)
     bad = 0
     for name in names:
         path = str(d / name)
@@ -179,19 +194,19 @@ def compare(imgpipe, d, names, transpose, np, Image, ImageOps):
             continue
         # A TIFF is upright once loaded (libtiff applied its tag; Pillow 13 then drops it, Debian 12's
         # Pillow 9.4 turned it a second time in exif_transpose).
-        ref = reference(path, np, Image, ImageOps, transpose and not name.endswith(".tif"))
+        ref = reference(path, np, Image, ImageOps, transpose and not name.endswith(".tif"), fast)
         diff = float(np.abs(got[path] - ref).max())
         bad += diff > MAX_DIFF
         with Image.open(path) as im:
             mode = im.mode
         print(f"{'ok  ' if diff <= MAX_DIFF else 'FAIL'} {name:28s} PIL mode {mode:5s} exif_orientation={key:5s} "
-              f"max diff {diff:.4f}")
+              f"{'fast vs PIL draft' if fast else 'exact vs PIL'}: max diff {diff:.4f}")
     return bad
 
 
 def fidelity(imgpipe, d, np, Image, ImageFilter, ImageOps):
     names = []
-    for i, (w, h) in enumerate([(1411, 1411), (1000, 872), (4000, 3000)]):
+    for i, (w, h) in enumerate([(1411, 1411), (1000, 872), (4000, 3000), (640, 480)]):
         names.append(f"photo{w}x{h}.jpg")
         photo(np, Image, ImageFilter, w, h, 100 + i).save(d / names[-1], quality=90)
     for fast in ("false", "true"):
@@ -228,7 +243,10 @@ def main():
         onames = orientation_set(work / "orient", np, Image, ImageFilter)
         bad += compare(a.imgpipe, work / "orient", onames, False, np, Image, ImageOps)
         bad += compare(a.imgpipe, work / "orient", onames, True, np, Image, ImageOps)
-    print(f"{bad} of {len(names) + 2 * len(onames)} comparisons above {MAX_DIFF}")
+        (work / "draft").mkdir(parents=True, exist_ok=True)
+        dnames = draft_set(work / "draft", np, Image, ImageFilter)
+        bad += compare(a.imgpipe, work / "draft", dnames, True, np, Image, ImageOps, fast=True)
+    print(f"{bad} of {len(names) + 2 * len(onames) + len(dnames)} comparisons above {MAX_DIFF}")
     sys.exit(1 if bad else 0)
 
 
