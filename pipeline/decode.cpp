@@ -163,6 +163,7 @@ cv::Mat to_pil_8bit(cv::Mat img, bool gray) {
   } else if (img.depth() != CV_8U) {
     img.convertTo(img, CV_8U);  // saturating
   }
+  if (img.channels() == 2) cv::extractChannel(img, img, 0);  // grey + alpha as stored (a 16-bit TIFF)
   if (img.channels() == 4) cv::cvtColor(img, img, gray ? cv::COLOR_BGRA2GRAY : cv::COLOR_BGRA2BGR);
   else if (img.channels() == 3 && gray) cv::cvtColor(img, img, cv::COLOR_BGR2GRAY);
   else if (img.channels() == 1 && !gray) cv::cvtColor(img, img, cv::COLOR_GRAY2BGR);

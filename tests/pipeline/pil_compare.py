@@ -128,6 +128,7 @@ def generate(d, np, Image, ImageFilter):
     save("rgb_lzw.tif", rgb["tall"], compression="tiff_lzw")
     save("grey.tif", grey)
     save("rgba.tif", rgba)
+    save("grey_alpha.tif", la)
     save("palette.tif", pal)
     save("cmyk.tif", cmyk)
     save("grey16.tif", Image.fromarray(grey16))
