@@ -379,6 +379,20 @@ TEST(Cli, MultiPageTiffUsesPageOneAndSaysSoOncePerRun) {
   EXPECT_NE(row(1), row(2));  // b.tif's page 1 is the other picture
 }
 
+// The decode keys that change the pixels are part of what a resume must match: a folder
+// written upright is not completed with images as stored, nor DCT-scaled with full-size.
+TEST(Cli, ResumeRefusesAnotherOrientationOrJpegScaling) {
+  test::TempDir tmp;
+  make_images(tmp.path() / "in", 3, 32, 24);
+  const std::string out = tmp / "out";
+  ASSERT_EQ(run_imgpipe(job(tmp / "in", out)).code, 0);
+  for (const char* key : {"decode.exif_orientation=true", "decode.jpeg_downscale=true"}) {
+    const auto r = run_imgpipe(job(tmp / "in", out) + " --set output.mode=resume --set " + key);
+    EXPECT_EQ(r.code, 2) << key << "\n" << r.output;
+  }
+  EXPECT_EQ(run_imgpipe(job(tmp / "in", out) + " --set output.mode=resume --set decode.threads=1").code, 0);
+}
+
 TEST(Cli, DecodedImagesCountAgainstTheHostBudgetBeforeDecoding) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "under ASan freed memory waits in its quarantine: resident memory is not the program's";
