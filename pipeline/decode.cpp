@@ -303,9 +303,9 @@ bool Decoder::decode_any(const unsigned char* data, size_t size, const NeededSiz
   if (h.format == F::Jpeg) {
     NeededSize stored_needed;  // `needed` speaks of the upright image, TurboJPEG of the stored one
     if (needed)
-      stored_needed = [&](int w, int h) {
-        if (!swapped) return needed(w, h);
-        const auto [nw, nh] = needed(h, w);
+      stored_needed = [&](int stored_w, int stored_h) {
+        if (!swapped) return needed(stored_w, stored_h);
+        const auto [nw, nh] = needed(stored_h, stored_w);
         return std::make_pair(nh, nw);
       };
     if (!decode_jpeg(data, size, stored_needed, out, error, reserve)) return false;
