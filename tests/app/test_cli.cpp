@@ -1,6 +1,7 @@
 // The imgpipe binary end to end: exit codes, files, report counts, resume.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "cli_util.h"
@@ -473,9 +475,15 @@ TEST(Cli, CpuCapsTheAutomaticBatchAt32) {
 
 // README: model.output embedding writes the graph's raw output to outputs-*.npy; the
 // predictions' scores are its softmax (computed here), applied once.
-TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
+namespace {
+
+// Runs `model` on the sample images twice, for its raw output (model.output: embedding) and
+// for predictions, and checks that the CSV's two best scores are softmax(raw) computed here:
+// exactly one softmax, whether or not the graph already ends in one.
+void expect_scores_are_softmax_of(const std::string& model, bool graph_ends_in_softmax) {
   test::TempDir tmp;
-  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource + "/data/sample";
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                           "/data/sample --set model.path=" + model;
   ASSERT_EQ(run_imgpipe(args + " --set model.output=embedding --set output.dir=" + (tmp / "emb")).code, 0);
   ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "prob")).code, 0);
   std::string descr;
@@ -493,13 +501,52 @@ TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
     std::vector<std::string> f;
     for (std::istringstream ls(line); std::getline(ls, f.emplace_back(), ',');) {}
     std::vector<double> p(emb + r * 6, emb + r * 6 + 6);
-    double sum = 0;
-    for (double& v : p) sum += (v = std::exp(v));
-    for (double& v : p) v /= sum;
+    if (graph_ends_in_softmax) {
+      EXPECT_NEAR(std::accumulate(p.begin(), p.end(), 0.0), 1.0, 1e-5) << "raw output of a Softmax graph";
+    } else {
+      double sum = 0;
+      for (double& v : p) sum += (v = std::exp(v));
+      for (double& v : p) v /= sum;
+    }
     std::sort(p.rbegin(), p.rend());
+    EXPECT_GT(p[0], 0.5) << "a clear winner, so a second softmax would show";
     EXPECT_NEAR(std::stod(f[2]), p[0], 1e-5) << line;
     EXPECT_NEAR(std::stod(f[4]), p[1], 1e-5) << line;
   }
+}
+
+}  // namespace
+
+TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
+  expect_scores_are_softmax_of(kSource + "/data/sample/model.onnx", false);
+}
+
+// A graph that ends in Softmax already gives probabilities: the scores are its own output,
+// never softmax(softmax(logits)) (flat, about 1/6 each here).
+TEST(Cli, AGraphEndingInSoftmaxIsNotSoftmaxedTwice) {
+  onnx::ModelProto m;
+  {
+    std::ifstream in(kSource + "/data/sample/model.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&in));
+  }
+  auto* g = m.mutable_graph();
+  const std::string logits = g->output(0).name();
+  g->mutable_output(0)->set_name("probabilities");
+  auto* sm = g->add_node();
+  sm->set_op_type("Softmax");
+  sm->add_input(logits);
+  sm->add_output("probabilities");
+  auto* axis = sm->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(-1);
+  test::TempDir tmp;
+  const std::string path = tmp / "softmax.onnx";
+  {
+    std::ofstream out(path, std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&out));
+  }
+  expect_scores_are_softmax_of(path, true);
 }
 
 // By default a JPEG is decoded at full size, so its tensor is the one of its fully decoded
