@@ -581,3 +581,84 @@ TEST(Cli, JpegDownscaleIsAChoiceAndOffByDefault) {
   EXPECT_LT(max_diff(tensor(tmp / "jpg", tmp / "out-default", "")), 1e-6f);
   EXPECT_GT(max_diff(tensor(tmp / "jpg", tmp / "out-fast", " --set decode.jpeg_downscale=true")), 0.02f);
 }
+
+// Peak resident memory is the process, the host budget and one image, "whatever the number
+// of images": 2,000 images peak within a few MiB of 100 (the index and report grow by bytes
+// per image, not by images held).
+TEST(Cli, PeakMemoryDoesNotGrowWithTheImageCount) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under ASan freed memory waits in its quarantine: resident memory is not the program's";
+#endif
+  test::TempDir tmp;
+  fs::create_directories(tmp / "few");
+  fs::create_directories(tmp / "many");
+  make_images(tmp / "few", 100, 640, 480);
+  for (int i = 0; i < 2000; ++i) {  // the same 100 files under 2,000 names
+    char name[32];
+    std::snprintf(name, sizeof name, "img%04d.jpg", i % 100);
+    fs::create_hard_link(fs::path(tmp / "few") / name, fs::path(tmp / "many") / ("x" + std::to_string(10000 + i) + ".jpg"));
+  }
+  const std::string args = " --set memory.host_budget=16MiB --set decode.threads=2 --set output.images_per_shard=500";
+  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
+    const auto r = run_imgpipe(job(in, out) + args);
+    EXPECT_EQ(r.code, 0) << r.output;
+    const json report = load_json(out + "/report.json");
+    EXPECT_EQ(report["counts"]["written"], images);
+    return report["memory"]["peak_rss_bytes"].get<int64_t>();
+  };
+  const int64_t few = peak_rss(tmp / "few", tmp / "out-few", 100);
+  const int64_t many = peak_rss(tmp / "many", tmp / "out-many", 2000);
+  EXPECT_LT(many - few, int64_t(4) << 20) << "100 images: " << few << " bytes, 2,000: " << many;
+  EXPECT_LT(many, int64_t(55 + 16 + 40) << 20) << "the process, the budget and slack";
+}
+
+// Without a terminal (a Colab `!` cell, a log file) progress is one line every 5 seconds:
+// 30 images at 0.2 s each take 6 s, so exactly one line, printed at 5 s (about 25 done).
+TEST(Cli, ProgressPrintsOneLineEveryFiveSecondsWithoutATerminal) {
+  test::TempDir tmp;
+  make_images(tmp / "in", 30, 64, 48);
+  const std::string args = "--config " + kSource + "/configs/sample.yaml --set model.path= --set input.path=" +
+                           (tmp / "in") + " --set output.dir=" + (tmp / "out");
+  const auto r = run_imgpipe(args, "IMGPIPE_TEST_DELAY_MS=200");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::vector<size_t> counts;  // images done in each intermediate line
+  std::istringstream lines(r.output);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("progress: ", 0) == 0 && l.find(" ETA ") != std::string::npos) counts.push_back(std::stoul(l.substr(10)));
+  ASSERT_GE(counts.size(), 1u) << r.output;
+  EXPECT_LE(counts.size(), 2u) << "a loaded machine may take past 10 s; never one line per image\n" << r.output;
+  EXPECT_GE(counts[0], 15u) << r.output;  // not before 5 s: 25 images by then, less if slow to start
+  EXPECT_LE(counts[0], 26u) << r.output;
+  EXPECT_NE(r.output.find("progress: 30/30 images, 0 skipped"), std::string::npos) << r.output;
+}
+
+// cuBLAS costs over 200 MB resident: a run on the CPU, model included, never loads it (the
+// dynamic loader's own record of every file it maps says so; libopenblas, which it needs,
+// shows the record works).
+TEST(Cli, CpuRunsNeverLoadCublas) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "ld");
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                                 "/data/sample --set device=cpu --set output.dir=" + (tmp / "out"),
+                             "LD_DEBUG=files LD_DEBUG_OUTPUT=" + (tmp / "ld/trace"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::string trace;
+  for (const auto& e : fs::directory_iterator(tmp / "ld")) trace += test::read_file(e.path().string());
+  EXPECT_NE(trace.find("libopenblas"), std::string::npos) << "the loader's trace is empty: " << trace.size();
+  EXPECT_EQ(trace.find("libcublas"), std::string::npos);
+}
+
+#if defined(IMGPIPE_TEST_GPU_SUITE)
+// IMGPIPE_REQUIRE_GPU=1 (a GPU machine's CI) turns the GPU suites' skips into failures, so a
+// machine whose GPU is not seen cannot pass them by skipping.
+TEST(Cli, RequireGpuTurnsTheGpuSuitesSkipsIntoFailures) {
+  if (kernels::probe_cuda().device_count > 0) GTEST_SKIP() << "a GPU is here: nothing would skip";
+  const std::string suite = std::string(IMGPIPE_TEST_GPU_SUITE) + " --gtest_brief=1";
+  const auto skipped = test::run_cmd(suite);
+  EXPECT_EQ(skipped.code, 0) << skipped.output;
+  EXPECT_NE(skipped.output.find("SKIPPED"), std::string::npos) << skipped.output;
+  const auto required = test::run_cmd("IMGPIPE_REQUIRE_GPU=1 " + suite);
+  EXPECT_NE(required.code, 0) << required.output;
+  EXPECT_NE(required.output.find("IMGPIPE_REQUIRE_GPU=1"), std::string::npos) << required.output;
+}
+#endif
