@@ -1,6 +1,7 @@
 // The imgpipe binary end to end: exit codes, files, report counts, resume.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <onnx/onnx_pb.h>
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "cli_util.h"
@@ -513,9 +515,15 @@ TEST(Cli, CpuCapsTheAutomaticBatchAt32) {
 
 // README: model.output embedding writes the graph's raw output to outputs-*.npy; the
 // predictions' scores are its softmax (computed here), applied once.
-TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
+namespace {
+
+// Runs `model` on the sample images twice, for its raw output (model.output: embedding) and
+// for predictions, and checks that the CSV's two best scores are softmax(raw) computed here:
+// exactly one softmax, whether or not the graph already ends in one.
+void expect_scores_are_softmax_of(const std::string& model, bool graph_ends_in_softmax) {
   test::TempDir tmp;
-  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource + "/data/sample";
+  const std::string args = "-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                           "/data/sample --set model.path=" + model;
   ASSERT_EQ(run_imgpipe(args + " --set model.output=embedding --set output.dir=" + (tmp / "emb")).code, 0);
   ASSERT_EQ(run_imgpipe(args + " --set output.dir=" + (tmp / "prob")).code, 0);
   std::string descr;
@@ -533,13 +541,52 @@ TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
     std::vector<std::string> f;
     for (std::istringstream ls(line); std::getline(ls, f.emplace_back(), ',');) {}
     std::vector<double> p(emb + r * 6, emb + r * 6 + 6);
-    double sum = 0;
-    for (double& v : p) sum += (v = std::exp(v));
-    for (double& v : p) v /= sum;
+    if (graph_ends_in_softmax) {
+      EXPECT_NEAR(std::accumulate(p.begin(), p.end(), 0.0), 1.0, 1e-5) << "raw output of a Softmax graph";
+    } else {
+      double sum = 0;
+      for (double& v : p) sum += (v = std::exp(v));
+      for (double& v : p) v /= sum;
+    }
     std::sort(p.rbegin(), p.rend());
+    EXPECT_GT(p[0], 0.5) << "a clear winner, so a second softmax would show";
     EXPECT_NEAR(std::stod(f[2]), p[0], 1e-5) << line;
     EXPECT_NEAR(std::stod(f[4]), p[1], 1e-5) << line;
   }
+}
+
+}  // namespace
+
+TEST(Cli, PredictedScoresAreTheSoftmaxOfTheEmbedding) {
+  expect_scores_are_softmax_of(kSource + "/data/sample/model.onnx", false);
+}
+
+// A graph that ends in Softmax already gives probabilities: the scores are its own output,
+// never softmax(softmax(logits)) (flat, about 1/6 each here).
+TEST(Cli, AGraphEndingInSoftmaxIsNotSoftmaxedTwice) {
+  onnx::ModelProto m;
+  {
+    std::ifstream in(kSource + "/data/sample/model.onnx", std::ios::binary);
+    ASSERT_TRUE(m.ParseFromIstream(&in));
+  }
+  auto* g = m.mutable_graph();
+  const std::string logits = g->output(0).name();
+  g->mutable_output(0)->set_name("probabilities");
+  auto* sm = g->add_node();
+  sm->set_op_type("Softmax");
+  sm->add_input(logits);
+  sm->add_output("probabilities");
+  auto* axis = sm->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(-1);
+  test::TempDir tmp;
+  const std::string path = tmp / "softmax.onnx";
+  {
+    std::ofstream out(path, std::ios::binary);
+    ASSERT_TRUE(m.SerializeToOstream(&out));
+  }
+  expect_scores_are_softmax_of(path, true);
 }
 
 // By default a JPEG is decoded at full size, so its tensor is the one of its fully decoded
@@ -574,3 +621,84 @@ TEST(Cli, JpegDownscaleIsAChoiceAndOffByDefault) {
   EXPECT_LT(max_diff(tensor(tmp / "jpg", tmp / "out-default", "")), 1e-6f);
   EXPECT_GT(max_diff(tensor(tmp / "jpg", tmp / "out-fast", " --set decode.jpeg_downscale=true")), 0.02f);
 }
+
+// Peak resident memory is the process, the host budget and one image, "whatever the number
+// of images": 2,000 images peak within a few MiB of 100 (the index and report grow by bytes
+// per image, not by images held).
+TEST(Cli, PeakMemoryDoesNotGrowWithTheImageCount) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "under ASan freed memory waits in its quarantine: resident memory is not the program's";
+#endif
+  test::TempDir tmp;
+  fs::create_directories(tmp / "few");
+  fs::create_directories(tmp / "many");
+  make_images(tmp / "few", 100, 640, 480);
+  for (int i = 0; i < 2000; ++i) {  // the same 100 files under 2,000 names
+    char name[32];
+    std::snprintf(name, sizeof name, "img%04d.jpg", i % 100);
+    fs::create_hard_link(fs::path(tmp / "few") / name, fs::path(tmp / "many") / ("x" + std::to_string(10000 + i) + ".jpg"));
+  }
+  const std::string args = " --set memory.host_budget=16MiB --set decode.threads=2 --set output.images_per_shard=500";
+  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
+    const auto r = run_imgpipe(job(in, out) + args);
+    EXPECT_EQ(r.code, 0) << r.output;
+    const json report = load_json(out + "/report.json");
+    EXPECT_EQ(report["counts"]["written"], images);
+    return report["memory"]["peak_rss_bytes"].get<int64_t>();
+  };
+  const int64_t few = peak_rss(tmp / "few", tmp / "out-few", 100);
+  const int64_t many = peak_rss(tmp / "many", tmp / "out-many", 2000);
+  EXPECT_LT(many - few, int64_t(4) << 20) << "100 images: " << few << " bytes, 2,000: " << many;
+  EXPECT_LT(many, int64_t(55 + 16 + 40) << 20) << "the process, the budget and slack";
+}
+
+// Without a terminal (a Colab `!` cell, a log file) progress is one line every 5 seconds:
+// 30 images at 0.2 s each take 6 s, so exactly one line, printed at 5 s (about 25 done).
+TEST(Cli, ProgressPrintsOneLineEveryFiveSecondsWithoutATerminal) {
+  test::TempDir tmp;
+  make_images(tmp / "in", 30, 64, 48);
+  const std::string args = "--config " + kSource + "/configs/sample.yaml --set model.path= --set input.path=" +
+                           (tmp / "in") + " --set output.dir=" + (tmp / "out");
+  const auto r = run_imgpipe(args, "IMGPIPE_TEST_DELAY_MS=200");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::vector<size_t> counts;  // images done in each intermediate line
+  std::istringstream lines(r.output);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("progress: ", 0) == 0 && l.find(" ETA ") != std::string::npos) counts.push_back(std::stoul(l.substr(10)));
+  ASSERT_GE(counts.size(), 1u) << r.output;
+  EXPECT_LE(counts.size(), 2u) << "a loaded machine may take past 10 s; never one line per image\n" << r.output;
+  EXPECT_GE(counts[0], 15u) << r.output;  // not before 5 s: 25 images by then, less if slow to start
+  EXPECT_LE(counts[0], 26u) << r.output;
+  EXPECT_NE(r.output.find("progress: 30/30 images, 0 skipped"), std::string::npos) << r.output;
+}
+
+// cuBLAS costs over 200 MB resident: a run on the CPU, model included, never loads it (the
+// dynamic loader's own record of every file it maps says so; libopenblas, which it needs,
+// shows the record works).
+TEST(Cli, CpuRunsNeverLoadCublas) {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "ld");
+  const auto r = run_imgpipe("-q --config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
+                                 "/data/sample --set device=cpu --set output.dir=" + (tmp / "out"),
+                             "LD_DEBUG=files LD_DEBUG_OUTPUT=" + (tmp / "ld/trace"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::string trace;
+  for (const auto& e : fs::directory_iterator(tmp / "ld")) trace += test::read_file(e.path().string());
+  EXPECT_NE(trace.find("libopenblas"), std::string::npos) << "the loader's trace is empty: " << trace.size();
+  EXPECT_EQ(trace.find("libcublas"), std::string::npos);
+}
+
+#if defined(IMGPIPE_TEST_GPU_SUITE)
+// IMGPIPE_REQUIRE_GPU=1 (a GPU machine's CI) turns the GPU suites' skips into failures, so a
+// machine whose GPU is not seen cannot pass them by skipping.
+TEST(Cli, RequireGpuTurnsTheGpuSuitesSkipsIntoFailures) {
+  if (kernels::probe_cuda().device_count > 0) GTEST_SKIP() << "a GPU is here: nothing would skip";
+  const std::string suite = std::string(IMGPIPE_TEST_GPU_SUITE) + " --gtest_brief=1";
+  const auto skipped = test::run_cmd(suite);
+  EXPECT_EQ(skipped.code, 0) << skipped.output;
+  EXPECT_NE(skipped.output.find("SKIPPED"), std::string::npos) << skipped.output;
+  const auto required = test::run_cmd("IMGPIPE_REQUIRE_GPU=1 " + suite);
+  EXPECT_NE(required.code, 0) << required.output;
+  EXPECT_NE(required.output.find("IMGPIPE_REQUIRE_GPU=1"), std::string::npos) << required.output;
+}
+#endif

@@ -396,3 +396,21 @@ TEST(Governor, GrowsOnlyIntoNinetyPercentOfTheBudget) {
   EXPECT_EQ(h.count("grow"), 1);
   EXPECT_EQ(h.count("shrink"), 0);
 }
+
+// memory.device_budget: 25% is a quarter of the device's total memory, whatever is free: on a
+// device whose total holds exactly 4x the plan of batch 12 (and far more free), the run gets batch 12.
+TEST(Governor, APercentageBudgetIsThatShareOfTheTotalMemory) {
+  Governor::Options o = options(64);
+  Harness probe(o);
+  const int64_t quarter = probe.need(12, Precision::FP32) + 1;
+  o.budget = 0;
+  o.budget_percent = 25;
+  Harness h(o);
+  h.capacity = 4 * quarter;  // free memory at start: all of it
+  h.gov->start();
+  EXPECT_EQ(h.gov->batch(), 12);
+  EXPECT_EQ(h.gov->precision(), Precision::FP32);
+  ASSERT_FALSE(h.gov->events().empty());
+  EXPECT_LE(h.gov->events()[0].budget_bytes, quarter);
+  EXPECT_GE(h.gov->events()[0].budget_bytes, quarter - 4);
+}
