@@ -231,6 +231,20 @@ TEST(Decode, TooLargeFilesAreSkippedUnread) {
   EXPECT_NE(err.find("file too large (107374182400 bytes, limit 268435456"), std::string::npos) << err;
 }
 
+// The limit is inclusive and exact: a file of exactly max_file_bytes decodes, one byte over is
+// skipped.
+TEST(Decode, MaxFileBytesIsExactAtTheBoundary) {
+  test::TempDir dir;
+  const std::string png = encoded(".png", test::random_image(8, 8, 1));
+  test::write_file(dir / "small.png", png);
+  Decoded out;
+  std::string err;
+  EXPECT_TRUE(Decoder(false, {int64_t(png.size()), 178956970}).decode(dir / "small.png", nullptr, out, err)) << err;
+  EXPECT_FALSE(Decoder(false, {int64_t(png.size()) - 1, 178956970}).decode(dir / "small.png", nullptr, out, err));
+  EXPECT_EQ(err, "file too large (" + std::to_string(png.size()) + " bytes, limit " + std::to_string(png.size() - 1) +
+                     "; raise decode.max_file_bytes)");
+}
+
 TEST(Decode, TooManyPixelsAreSkippedBeforeDecoding) {
   const cv::Mat img = test::random_image(100, 60, 4);
   for (const char* ext : {".jpg", ".png", ".bmp", ".webp", ".tiff"}) {
