@@ -125,8 +125,11 @@ std::string Governor::describe_plan() {
     }
   int batch = 0;
   infer::Precision p = infer::Precision::FP32;
-  if (choose(batch, p))
+  if (choose(batch, p)) {
+    batch_ = batch;  // what start() will pick, so batch() tells it before the run
+    precision_ = p;
     os << "  choice: {precision: " << infer::to_string(p) << ", batch: " << batch << "}\n";
+  }
   else
     os << "  choice: none fits (the run would stop with exit code 4)\n";
   return os.str();

@@ -111,6 +111,7 @@ class Governor {
   [[nodiscard]] int64_t bytes_needed(int batch, infer::Precision p) const;
 
   /// The plan table for --dry-run: candidate batches and precisions against the budget.
+  /// After it, batch() and precision() are the choice (0 when nothing fits).
   [[nodiscard]] std::string describe_plan();
 
   /// Picks the largest fitting batch (fp32 first under precision auto) and prepares the

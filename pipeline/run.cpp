@@ -257,9 +257,13 @@ class Job {
     std::printf("inputs: %zu\nshards: %zu of up to %d images\n", inputs_.size(), shards_, cfg_.output.images_per_shard);
     std::printf("output_per_image: %dx%dx%d %s (%zu bytes)\n", params_.out_channels, params_.out_h, params_.out_w,
                 npy_descr(params_.dtype), kernels::output_image_bytes(params_));
-    std::printf("device: %s (%s)\nbatch: %d\ndecode_threads: %d\nhost_budget: %s\n", device_.c_str(),
-                device_reason_.c_str(), batch_size_, threads_, format_bytes(host_budget_).c_str());
-    if (model_) std::printf("%s", model_->describe_plan().c_str());
+    // One batch: with a model, the memory plan's choice (below), not batch.max.
+    const std::string plan = model_ ? model_->describe_plan() : "";
+    const int batch = model_ ? model_->batch() : batch_size_;
+    std::printf("device: %s (%s)\n", device_.c_str(), device_reason_.c_str());
+    if (batch > 0) std::printf("batch: %d%s\n", batch, model_ ? " (the memory plan's choice)" : "");
+    else std::printf("batch: none fits the memory budget (the run would stop with exit code 4)\n");
+    std::printf("decode_threads: %d\nhost_budget: %s\n%s", threads_, format_bytes(host_budget_).c_str(), plan.c_str());
     return kExitOk;
   }
 

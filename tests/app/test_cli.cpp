@@ -124,6 +124,10 @@ TEST(Cli, DryRunPrintsThePlanAndWritesNothing) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("inputs: 7"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("shorter_side: 64"), std::string::npos) << r.output;
+  // One batch in the plan, the one the run will use: the CPU's cap of 32, not batch.max (64).
+  EXPECT_NE(r.output.find("\nbatch: 32 (the memory plan's choice)\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("choice: {precision: fp32, batch: 32}"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("\nbatch: 64"), std::string::npos) << r.output;
   EXPECT_FALSE(fs::exists(out / "o"));
   EXPECT_NE(run_imgpipe("--version").output.find("imgpipe 0."), std::string::npos);
   EXPECT_EQ(run_imgpipe("--help").code, 0);
