@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <set>
+#include <string_view>
 #include <unistd.h>
 
 #include "precision.h"
@@ -78,9 +79,11 @@ Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& bas
   Constant c;
   c.shape.assign(t.dims().begin(), t.dims().end());
   const int64_t n = c.size();
-  std::string raw;
+  // The bytes are read where they are (no copy of what may be a 400 MB tensor).
+  std::string external_bytes;
+  std::string_view raw;
   const bool external = t.data_location() == TP::EXTERNAL;
-  if (external) raw = read_external(t, base_dir);
+  if (external) raw = external_bytes = read_external(t, base_dir);
   else if (t.has_raw_data()) raw = t.raw_data();
   const bool use_raw = external || t.has_raw_data();
   auto raw_check = [&](size_t elem) {
@@ -322,8 +325,22 @@ void extract_constants(Graph& g, const std::string& base_dir) {
 
 }  // namespace
 
-Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_dir,
-                       const std::string& input_name) {
+namespace {
+
+/// Frees a tensor's data once it has been converted, so that loading holds the model's
+/// bytes about once (the protobuf's, then the constants') rather than twice.
+void release_data(onnx::TensorProto& t) {
+  std::string().swap(*t.mutable_raw_data());
+  google::protobuf::RepeatedField<float>().Swap(t.mutable_float_data());
+  google::protobuf::RepeatedField<double>().Swap(t.mutable_double_data());
+  google::protobuf::RepeatedField<int32_t>().Swap(t.mutable_int32_data());
+  google::protobuf::RepeatedField<int64_t>().Swap(t.mutable_int64_data());
+}
+
+/// graph_from_proto; `owned` (the same model, or null) has each initializer's data freed
+/// as soon as it is converted.
+Graph build_graph(const onnx::ModelProto& model, onnx::ModelProto* owned, const std::string& base_dir,
+                  const std::string& input_name) {
   Graph g;
   for (const auto& op : model.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") g.opset = static_cast<int>(op.version());
@@ -331,9 +348,11 @@ Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_di
     throw UnsupportedModel("opset " + std::to_string(g.opset) + " is not supported (11 to 17)");
   const onnx::GraphProto& gp = model.graph();
 
-  for (const auto& t : gp.initializer()) {
+  for (int k = 0; k < gp.initializer_size(); ++k) {
+    const onnx::TensorProto& t = gp.initializer(k);
     try {
       g.constants[t.name()] = std::make_shared<Constant>(constant_from_tensor(t, base_dir));
+      if (owned) release_data(*owned->mutable_graph()->mutable_initializer(k));
     } catch (const UnsupportedModel& e) {
       std::string who;
       for (const auto& n : gp.node())
@@ -414,6 +433,13 @@ Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_di
   return g;
 }
 
+}  // namespace
+
+Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_dir,
+                       const std::string& input_name) {
+  return build_graph(model, nullptr, base_dir, input_name);
+}
+
 Graph load_graph(const std::string& path, const std::string& input_name) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw std::runtime_error("cannot open model " + path);
@@ -428,7 +454,7 @@ Graph load_graph(const std::string& path, const std::string& input_name) {
   ::close(fd);
   if (!ok) throw std::runtime_error("cannot parse model " + path + " (not an ONNX protobuf?)");
   const auto slash = path.find_last_of('/');
-  return graph_from_proto(model, slash == std::string::npos ? "." : path.substr(0, slash), input_name);
+  return build_graph(model, &model, slash == std::string::npos ? "." : path.substr(0, slash), input_name);
 }
 
 }  // namespace imgpipe::infer
