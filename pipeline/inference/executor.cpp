@@ -69,7 +69,7 @@ struct Executor::Prepared {
   Precision precision = Precision::FP32;
   ResolvedGraph graph;
   Layout layout;
-  Buffer weights, arena, workspace;
+  Buffer arena, workspace;  // the weights are the model's own constants, read in place
   // Per value: dim 0 for one image when it scales with the batch, else 0.
   std::vector<int64_t> unit0;
   bool separable = true;
@@ -93,9 +93,10 @@ struct Executor::Prepared {
                       reinterpret_cast<float*>(where(st.output)), &out_shapes[k], ws});
   }
 
-  /// fp16 storage: widen the weights once per run, then the activations chunk by chunk
-  /// (fp16_chunk[k] images) so that the fp32 scratch stays small, and narrow the output.
-  /// Weights are not kept widened: fp16 exists to halve the memory they take.
+  /// fp16 storage of the activations: widen them chunk by chunk (fp16_chunk[k] images) so
+  /// that the fp32 scratch stays small, and narrow the output. The weights are the model's
+  /// fp32 constants at both precisions (one copy, never widened into scratch), so fp16
+  /// never needs more memory than fp32.
   void run_step_fp16(size_t k, int n, float* ws) {
     const Step& st = graph.steps[k];
     std::vector<Shape>& shapes = in_shapes[k];
@@ -106,11 +107,7 @@ struct Executor::Prepared {
       ptrs[i] = nullptr;
       if (v < 0 || !graph.values[v].constant) continue;
       runtime_shape(v, n, shapes[i]);
-      if (!st.op->data_input(i)) continue;
-      const int64_t count = numel(shapes[i]);
-      to_float(reinterpret_cast<const uint16_t*>(where(v)), cursor, count);
-      ptrs[i] = cursor;
-      cursor += scratch_floats(count);
+      if (st.op->data_input(i)) ptrs[i] = reinterpret_cast<const float*>(where(v));
     }
     const int chunk = std::min(fp16_chunk[k], n);
     for (int i0 = 0; i0 < n; i0 += chunk) {
@@ -139,7 +136,8 @@ struct Executor::Prepared {
 
   char* where(int v) const {
     const Value& val = graph.values[v];
-    return (val.constant ? weights.data() : arena.data()) + layout.offset[v];
+    if (val.constant) return reinterpret_cast<char*>(const_cast<float*>(val.constant->f.data()));
+    return arena.data() + layout.offset[v];
   }
   void runtime_shape(int v, int n, Shape& s) const {
     s = graph.values[v].shape;  // same length every time: no reallocation
@@ -208,19 +206,8 @@ void Executor::prepare(int batch, Precision p) {
   }
 
   const MemoryPlan& plan = s->layout.plan;
-  s->weights = Buffer(allocator_, plan.weight_bytes);
   s->arena = Buffer(allocator_, plan.arena_bytes);
   s->workspace = Buffer(allocator_, plan.workspace_bytes);
-
-  for (size_t v = 0; v < s->graph.values.size(); ++v) {
-    const Value& val = s->graph.values[v];
-    if (!val.weight) continue;
-    const std::vector<float>& f = val.constant->f;
-    if (p == Precision::FP16)
-      to_half(f.data(), reinterpret_cast<uint16_t*>(s->where(v)), static_cast<int64_t>(f.size()));
-    else
-      std::memcpy(s->where(v), f.data(), f.size() * sizeof(float));
-  }
   state_ = std::move(s);
 }
 

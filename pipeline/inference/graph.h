@@ -72,7 +72,10 @@ std::string attr_string(const Node& n, const std::string& key, const std::string
 std::vector<int64_t> attr_ints(const Node& n, const std::string& key,
                                const std::vector<int64_t>& def = {});
 bool has_attr(const Node& n, const std::string& key);
-/// Converts a TensorProto (raw or typed fields, or external data) to a Constant.
-Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir);
+/// Converts a TensorProto (raw or typed fields, or external data) to a Constant. With
+/// spent_raw (&t.raw_data(), which the caller frees right after), the copied part of the raw
+/// bytes is released while converting, so a large tensor is not resident twice.
+Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir,
+                              const std::string* spent_raw = nullptr);
 
 }  // namespace imgpipe::infer

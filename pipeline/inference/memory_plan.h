@@ -3,12 +3,17 @@
 
 namespace imgpipe::infer {
 
-/// Bytes a prepared executor allocates for one batch size and precision.
+/// Bytes a model holds at one batch size and precision: its weights and what prepare()
+/// allocates for the batch.
 struct MemoryPlan {
-  size_t weight_bytes = 0;     ///< weights at the storage precision
+  /// The model's weights: on the CPU its fp32 constants, resident from load on and read in
+  /// place at both precisions (so not allocated by prepare()); on CUDA, allocated at the
+  /// storage precision.
+  size_t weight_bytes = 0;
   size_t arena_bytes = 0;      ///< activations, shared by liveness
   size_t workspace_bytes = 0;  ///< largest per-op scratch (im2col, fp16 widening)
   size_t total() const { return weight_bytes + arena_bytes + workspace_bytes; }
+  size_t batch_bytes() const { return arena_bytes + workspace_bytes; }  ///< allocated per prepare()
 };
 
 }  // namespace imgpipe::infer

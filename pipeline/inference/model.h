@@ -36,7 +36,9 @@ class Model {
 
   /// Bytes a batch of `batch` images needs at precision p; nothing is allocated.
   MemoryPlan plan(int batch, Precision p) const;
-  size_t bytes_needed(int batch, Precision p) const { return plan(batch, p).total(); }
+  /// What Executor::prepare(batch, p) allocates: the arena and workspace. The weights
+  /// (plan().weight_bytes) are resident from load on, whatever the batch and precision.
+  size_t bytes_needed(int batch, Precision p) const { return plan(batch, p).batch_bytes(); }
   /// Sum of all activation bytes without liveness sharing (for reports and tests).
   size_t unshared_activation_bytes(int batch, Precision p) const;
 

@@ -40,8 +40,8 @@ size_t assign_offsets(const std::vector<Interval>& tensors, std::vector<size_t>&
 namespace {
 
 /// fp32 workspace floats of step k in fp16 storage with `chunk` images per op call: the
-/// op's own scratch plus fp32 copies of the data inputs (whole weights, activations per
-/// chunk) and of the output.
+/// op's own scratch plus fp32 copies of the activation inputs (per chunk) and of the
+/// output; weights are read in place, in fp32.
 size_t fp16_step_floats(const ResolvedGraph& g, const std::vector<int64_t>& unit, size_t k, int64_t chunk) {
   auto elems = [&](int v) -> size_t {
     const Value& val = g.values[v];
@@ -51,7 +51,8 @@ size_t fp16_step_floats(const ResolvedGraph& g, const std::vector<int64_t>& unit
   const Step& s = g.steps[k];
   size_t floats = scratch_floats(s.workspace_floats);
   for (size_t i = 0; i < s.inputs.size(); ++i)
-    if (s.inputs[i] >= 0 && s.op->data_input(i)) floats += scratch_floats(elems(s.inputs[i]));
+    if (s.inputs[i] >= 0 && s.op->data_input(i) && !g.values[s.inputs[i]].constant)
+      floats += scratch_floats(elems(s.inputs[i]));
   return floats + scratch_floats(elems(s.output));
 }
 
@@ -78,15 +79,13 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
   std::vector<size_t> act_value;
   for (size_t k = 0; k < g.values.size(); ++k) {
     const Value& v = g.values[k];
-    const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
-    if (v.constant) {
-      if (!v.weight) continue;
-      l.offset[k] = l.plan.weight_bytes;
-      l.plan.weight_bytes += bytes;
+    if (v.constant) {  // resident since load, fp32 at both precisions, read in place
+      if (v.weight) l.plan.weight_bytes += align_up(static_cast<size_t>(numel(v.shape)) * sizeof(float));
     } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
+      const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
       acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
       act_value.push_back(k);
-      l.sum_activation_bytes += bytes;
+      l.sum_activation_bytes += acts.back().bytes;
     }
   }
   std::vector<size_t> offsets;

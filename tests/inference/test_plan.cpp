@@ -68,13 +68,15 @@ TEST(Planner, BytesGrowWithBatchAndHalveWithFp16) {
     EXPECT_GT(n, last) << "batch " << b;
     last = n;
     const MemoryPlan p32 = m.plan(b, Precision::FP32), p16 = m.plan(b, Precision::FP16);
-    // fp16 adds per-image fp32 scratch for widening; on this tiny model that outweighs
-    // the halved weights at batch 1, so the total is compared from batch 2 on.
-    if (b > 1) {
-      EXPECT_LT(p16.total(), p32.total()) << "batch " << b;
-    }
+    // The weights are the same fp32 copy at both precisions, read in place (never widened
+    // into scratch), and the activations halve; only one image's step widened to fp32 is
+    // added, which at batch 1 can outweigh what halving saves (then fp16 cannot help, and
+    // the governor, which takes fp16 only where it fits when fp32 does not, never picks it).
+    if (b > 1) EXPECT_LE(p16.total(), p32.total()) << "batch " << b;
     EXPECT_EQ(p16.arena_bytes * 2, p32.arena_bytes);
-    EXPECT_LE(p16.weight_bytes * 2, p32.weight_bytes + 64 * 8);
+    EXPECT_EQ(p16.weight_bytes, p32.weight_bytes);
+    EXPECT_GT(p32.weight_bytes, 0u);
+    EXPECT_EQ(p32.total(), p32.weight_bytes + m.bytes_needed(b, Precision::FP32));
   }
 }
 
@@ -187,7 +189,7 @@ TEST(Executor, InjectedFailureReleasesEverythingAndCanRetry) {
   HostAllocator host;
   BudgetedAllocator budget(host);
   Executor ex(m, budget);
-  for (int nth : {1, 2, 3}) {
+  for (int nth : {1, 2}) {  // the arena, the workspace (the weights are the model's own)
     budget.fail_allocation_at(nth);
     EXPECT_THROW(ex.prepare(2, Precision::FP32), OutOfMemory) << nth;
     EXPECT_EQ(budget.used(), 0u);

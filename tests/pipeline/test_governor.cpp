@@ -132,7 +132,7 @@ TEST(Governor, RealAllocationRefusalIsCaughtAndRetried) {
   h.gov->start();
   expect_close(run_all(h, 40), reference(40, Precision::FP32), 1e-5f);
   EXPECT_EQ(h.count("shrink"), 1);
-  EXPECT_EQ(h.alloc.used(), h.exec.memory_plan().total());
+  EXPECT_EQ(h.alloc.used(), h.exec.memory_plan().batch_bytes());
 }
 
 TEST(Governor, MemoryTakenByAnotherProcessShrinksTheBatch) {
