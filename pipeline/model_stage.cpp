@@ -326,6 +326,9 @@ nlohmann::json ModelStage::report() const {
       {"memory",
        {{"budget_bytes", governor_->budget()},
         {"peak_allocated_bytes", budgeted_->peak()},
+        // On the CPU the weights are the model's constants, resident from load on and not
+        // allocated per batch: weight_bytes + peak_allocated_bytes is the whole plan.
+        {"weight_bytes", cuda_device_ < 0 ? int64_t(model_->plan(1, infer::Precision::FP32).weight_bytes) : int64_t(0)},
         {"handle_bytes", handle_bytes()}}},
       {"governor",
        {{"events", events},

@@ -268,6 +268,7 @@ void fold_batchnorm(Graph& g) {
       nb->f[c] = ((b ? b->f[c] : 0.f) - p[2]->f[c]) * scale + p[1]->f[c];
     }
     const std::string wn = conv.name + "/bn_folded_W", bnm = conv.name + "/bn_folded_B";
+    if (uses[conv.inputs[1]] == 1) g.constants.erase(conv.inputs[1]);  // freed now, not at the end
     g.constants[wn] = nw;
     g.constants[bnm] = nb;
     conv.inputs.resize(3);
@@ -280,6 +281,15 @@ void fold_batchnorm(Graph& g) {
   for (size_t k = 0; k < g.nodes.size(); ++k)
     if (!drop[k]) kept.push_back(std::move(g.nodes[k]));
   g.nodes = std::move(kept);
+}
+
+/// Frees the constants no node reads any more (a Conv's weights once BatchNormalization was
+/// folded into a copy of them), so the weights are held once.
+void drop_unused_constants(Graph& g) {
+  std::set<std::string> read = {g.output_name};
+  for (const Node& n : g.nodes) read.insert(n.inputs.begin(), n.inputs.end());
+  for (auto it = g.constants.begin(); it != g.constants.end();)
+    it = read.count(it->first) ? std::next(it) : g.constants.erase(it);
 }
 
 /// Relu or Clip right after a Conv whose output nothing else reads: run inside the Conv.
@@ -459,6 +469,7 @@ Graph build_graph(const onnx::ModelProto& model, onnx::ModelProto* owned, const 
   remove_identities(g);
   fold_batchnorm(g);
   fuse_activations(g);
+  drop_unused_constants(g);
   return g;
 }
 
