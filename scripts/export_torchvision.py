@@ -64,6 +64,7 @@ def build_model(name, weights="DEFAULT", size=224, seed=0):
     except TypeError:  # torchvision < 0.13
         model = builder(pretrained=weights is not None)
     if weights is None:
+        randomize_zero_layers(torch, model)
         calibrate_batchnorm(torch, model, size)
     return model.eval()
 
@@ -81,6 +82,14 @@ def export(model, out, opset=17, size=224, batch=None):
         opset_version=opset, do_constant_folding=True,
         dynamic_axes=None if batch else {"input": {0: "batch"}, "logits": {0: "batch"}},
     )
+
+
+def randomize_zero_layers(torch, model):
+    """Gives random weights to the Linear layers torchvision starts at zero (ViT's and Swin's
+    heads), so that random logits differ between classes and images."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and not m.weight.detach().any():
+            torch.nn.init.normal_(m.weight, std=0.02)
 
 
 def calibrate_batchnorm(torch, model, size):

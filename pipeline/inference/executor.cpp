@@ -216,22 +216,28 @@ void Executor::run(const float* input, int batch_n, float* output) {
   Prepared& s = *state_;
   if (batch_n < 1 || batch_n > s.batch)
     throw std::invalid_argument("batch_n " + std::to_string(batch_n) + " outside 1.." + std::to_string(s.batch));
-  if (batch_n < s.batch && !s.separable)
-    throw std::invalid_argument("this model mixes images across the batch; run full batches of " +
-                                std::to_string(s.batch));
   const bool half = s.precision == Precision::FP16;
   const ResolvedGraph& g = s.graph;
 
   const int64_t in_n = model_.input_size() * batch_n;
   if (half) to_half(input, reinterpret_cast<uint16_t*>(s.where(g.input)), in_n);
   else std::memcpy(s.where(g.input), input, static_cast<size_t>(in_n) * sizeof(float));
+  // A model whose tensors carry the batch elsewhere than in dim 0 (ViT's attention moves it
+  // to dim 1) runs at its prepared batch only: a short batch is padded with zero images,
+  // whose outputs are dropped. (Exact for models that keep images apart, as classifiers do.)
+  const int run_n = s.separable ? batch_n : s.batch;
+  if (run_n > batch_n) {
+    const int64_t pad = model_.input_size() * (run_n - batch_n);
+    if (half) std::memset(reinterpret_cast<uint16_t*>(s.where(g.input)) + in_n, 0, size_t(pad) * sizeof(uint16_t));
+    else std::memset(reinterpret_cast<float*>(s.where(g.input)) + in_n, 0, size_t(pad) * sizeof(float));
+  }
 
   float* ws = reinterpret_cast<float*>(s.workspace.data());
   using Clock = std::chrono::steady_clock;
   for (size_t k = 0; k < g.steps.size(); ++k) {
     const Clock::time_point t0 = profiling_ ? Clock::now() : Clock::time_point{};
-    if (half) s.run_step_fp16(k, batch_n, ws);
-    else s.run_step_fp32(k, batch_n, ws);
+    if (half) s.run_step_fp16(k, run_n, ws);
+    else s.run_step_fp32(k, run_n, ws);
     if (profiling_) {
       const std::string label = step_label(*g.steps[k].node);
       auto it = std::find_if(timings_.begin(), timings_.end(),

@@ -35,6 +35,9 @@ struct Constant {
   std::vector<int64_t> i;  ///< data when type == Int64
   int64_t size() const { return numel(shape); }
   double at(int64_t k) const { return type == Type::Float ? f[k] : static_cast<double>(i[k]); }
+  /// Element k as an integer, exact for every int64 (at() is not beyond 2^53: INT64_MAX,
+  /// the "to the end" of exported Slices, would overflow on the way back).
+  int64_t int_at(int64_t k) const { return type == Type::Int64 ? i[k] : static_cast<int64_t>(f[k]); }
 };
 
 /// Activation fused into a Conv at load (Relu, Clip/Relu6).

@@ -579,7 +579,7 @@ class ReshapeLikeOp : public Op {
 std::vector<int64_t> const_ints(const ValueInfo& v, const char* what) {
   if (!v.constant) unsupported(std::string(what) + " must be constant (from an initializer or a foldable shape computation)");
   std::vector<int64_t> r(v.constant->size());
-  for (int64_t k = 0; k < v.constant->size(); ++k) r[k] = static_cast<int64_t>(v.constant->at(k));
+  for (int64_t k = 0; k < v.constant->size(); ++k) r[k] = v.constant->int_at(k);
   return r;
 }
 
@@ -988,14 +988,15 @@ class SliceOp : public Op {
   std::vector<int64_t> starts_, ends_, axes_, steps_;
 };
 
-/// Gather of an activation along an axis other than the batch, with constant indices.
+/// Gather of an activation with constant indices. Along dim 0 it either picks within a
+/// tensor whose batch is elsewhere (ViT's q, k, v) or mixes images, which batch_units()
+/// sees, so that such a model runs whole batches.
 class GatherOp : public Op {
  public:
   explicit GatherOp(const Node& n) : axis_attr_(attr_int(n, "axis", 0)) {}
   Shape setup(const std::vector<ValueInfo>& in) override {
     const Shape& x = in[0].shape;
     axis_ = norm_axis(axis_attr_, x.size());
-    if (axis_ == 0) unsupported("Gather along the batch axis");
     idx_ = const_ints(in[1], "Gather indices");
     for (int64_t& g : idx_) {
       if (g < 0) g += x[axis_];

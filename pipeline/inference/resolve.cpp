@@ -20,7 +20,7 @@ int64_t norm(int64_t axis, size_t rank) {
 
 std::vector<int64_t> ints_of(const Constant& c) {
   std::vector<int64_t> r(c.size());
-  for (int64_t k = 0; k < c.size(); ++k) r[k] = static_cast<int64_t>(c.at(k));
+  for (int64_t k = 0; k < c.size(); ++k) r[k] = c.int_at(k);
   return r;
 }
 
@@ -174,7 +174,7 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
       for (int64_t k = 0; k < x.size(); ++k) out.f.push_back(static_cast<float>(x.at(k)));
     } else if (to == TP::INT64 || to == TP::INT32) {
       out.type = Constant::Type::Int64;
-      for (int64_t k = 0; k < x.size(); ++k) out.i.push_back(static_cast<int64_t>(x.at(k)));
+      for (int64_t k = 0; k < x.size(); ++k) out.i.push_back(x.int_at(k));
     } else {
       fail("Cast to data type " + std::to_string(to) + " is not supported");
     }
@@ -193,7 +193,7 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
     std::vector<int64_t> idx;
     for (int64_t o = 0; o < outer; ++o)
       for (int64_t j = 0; j < ix.size(); ++j) {
-        int64_t g = static_cast<int64_t>(ix.at(j));
+        int64_t g = ix.int_at(j);
         if (g < 0) g += len;
         if (g < 0 || g >= len) fail("Gather index out of range");
         for (int64_t i = 0; i < inner; ++i) idx.push_back((o * len + g) * inner + i);
@@ -292,7 +292,7 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
     for (int64_t j = 0; j * static_cast<int64_t>(q) < ix.size(); ++j) {
       int64_t off = 0;
       for (size_t d = 0; d < q; ++d) {
-        int64_t v = static_cast<int64_t>(ix.at(j * q + d));
+        int64_t v = ix.int_at(j * q + d);
         if (v < 0) v += x.shape[d];
         if (v < 0 || v >= x.shape[d]) fail("ScatterND index out of range");
         off += v * xs[d];
@@ -483,6 +483,13 @@ std::vector<int64_t> batch_units(const ResolvedGraph& g, const ResolvedGraph& on
                         std::equal(a.begin() + 1, a.end(), b.begin() + 1);
     if (scales) unit[v] = b[0];
     else separable = false;
+  }
+  // A step that reads the batch and writes something that does not depend on it (a Gather
+  // or a reduction along the batch axis) mixes the images: the batch cannot be split.
+  for (const Step& s : g.steps) {
+    if (s.output < 0 || g.values[s.output].constant || unit[s.output]) continue;
+    for (size_t i = 0; i < s.inputs.size(); ++i)
+      if (s.inputs[i] >= 0 && s.op->data_input(i) && unit[s.inputs[i]]) separable = false;
   }
   return unit;
 }

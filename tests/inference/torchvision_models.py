@@ -28,10 +28,12 @@ SIZES = {
     "convnext_tiny": 64, "vit_b_16": 64, "swin_t": 64,
 }
 ALL = list(SIZES)
+# Models whose export needs a newer opset than asked (scaled_dot_product_attention: 14).
+MIN_OPSET = {"vit_b_16": 14, "swin_t": 14}
 # One model per op family the issue added (Pad, live Slice, LayerNorm/Erf, attention).
 # The default (CI) subset: one of the classic CNNs and the three that needed new ops.
 DEFAULT = ["resnet18", "densenet121", "shufflenet_v2_x1_0", "convnext_tiny"]
-IMAGES = 4
+IMAGES = 4  # in a batch of 6: a short batch, padded for models that keep the batch elsewhere
 MAX_REL = 1e-4
 
 
@@ -51,7 +53,7 @@ preprocess: {{resize: {{width: {size}, height: {size}}}, crop: {{center: [{size}
 model: {{path: {d / 'model.onnx'}, output: logits}}
 device: cpu
 precision: fp32
-batch: {{size: {IMAGES}}}
+batch: {{size: {IMAGES + 2}}}
 output: {{dir: {d / 'out'}, report: false}}
 progress: off
 """)
@@ -89,7 +91,8 @@ def main():
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            for opset in (int(o) for o in args.opsets.split(",")):
+            opsets = sorted({max(int(o), MIN_OPSET.get(name, 0)) for o in args.opsets.split(",")})
+            for opset in opsets:
                 t0 = time.time()
                 ok, what = check(args.imgpipe, name, opset, Path(tmp), torch, np, Image)
                 failed += not ok
