@@ -175,6 +175,9 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
     } else if (to == TP::INT64 || to == TP::INT32) {
       out.type = Constant::Type::Int64;
       for (int64_t k = 0; k < x.size(); ++k) out.i.push_back(x.int_at(k));
+    } else if (to == TP::BOOL) {  // kept as 0/1 integers (Swin's attention mask)
+      out.type = Constant::Type::Int64;
+      for (int64_t k = 0; k < x.size(); ++k) out.i.push_back(x.at(k) != 0);
     } else {
       fail("Cast to data type " + std::to_string(to) + " is not supported");
     }
@@ -251,6 +254,28 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
     std::vector<int64_t> idx(static_cast<size_t>(numel(sg.shape)));
     for (size_t k = 0; k < idx.size(); ++k) idx[k] = slice_offset(static_cast<int64_t>(k), sg);
     out = take(x, sg.shape, idx);
+    return true;
+  }
+  if (t == "Transpose") {  // Swin's window padding transposes a small int tensor
+    const Constant& x = c(0);
+    const size_t r = x.shape.size();
+    std::vector<int64_t> perm = attr_ints(n, "perm");
+    if (perm.empty())
+      for (size_t k = r; k-- > 0;) perm.push_back(static_cast<int64_t>(k));
+    if (perm.size() != r) fail("Transpose perm of another rank than the data");
+    Shape shape(r);
+    for (size_t k = 0; k < r; ++k) shape[k] = x.shape[static_cast<size_t>(perm[k])];
+    const Shape xs = strides_of(x.shape), os = strides_of(shape);
+    std::vector<int64_t> idx(static_cast<size_t>(numel(shape)));
+    for (size_t o = 0; o < idx.size(); ++o) {
+      int64_t rest = static_cast<int64_t>(o), off = 0;
+      for (size_t k = 0; k < r; ++k) {
+        off += rest / os[k] * xs[static_cast<size_t>(perm[k])];
+        rest %= os[k];
+      }
+      idx[o] = off;
+    }
+    out = take(x, shape, idx);
     return true;
   }
   if (t == "ConstantOfShape") {
