@@ -100,10 +100,15 @@ def calibrate_batchnorm(torch, model, size):
     for m in bns:
         m.reset_running_stats()
         m.momentum = None
+    # Inception's auxiliary head runs only in training mode, and not below 299x299 inputs:
+    # off while calibrating (eval mode never uses it).
+    aux = getattr(model, "AuxLogits", None)
+    model.AuxLogits = None
     model.train()
     with torch.no_grad():
         for _ in range(2):
             model(torch.randn(8, 3, size, size))
+    model.AuxLogits = aux
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // Whole models: ResNet- and MobileNet-style graphs against onnxruntime, PyTorch-style
 // shape subgraphs, and what the loader accepts and refuses.
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <unistd.h>
 
 #include <cmath>
@@ -374,6 +376,51 @@ TEST(Loader, ParsesFilesAbove64MB) {
   ASSERT_EQ(y.size(), static_cast<size_t>(n));
   EXPECT_EQ(y[1751], 1.f);
   fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace imgpipe::infer::test
+
+namespace imgpipe::infer::test {
+namespace {
+
+// ViT's attention in miniature: the batch moved out of dim 0 (Transpose), a Gather along dim
+// 0 that picks within each image, and a Reshape whose target comes from Slice(Shape, -1,
+// INT64_MAX) as PyTorch exports "to the end" (INT64_MAX must survive exactly), through a
+// Transpose and a Cast to bool folded at load. Such a model cannot be split by image, so a
+// short batch runs padded: 3 images in a batch of 4 give exactly channel 1 of each image.
+TEST(Models, BatchKeptInAnotherAxisRunsPaddedWholeBatches) {
+  ModelBuilder b(17);
+  b.input("x", {-1, 3, 2, 2}).output("y");
+  attr(b.node("Transpose", {"x"}, {"t"}), "perm", std::vector<int64_t>{1, 0, 2, 3});  // 3 x N x 2 x 2
+  auto* idx = b.proto().mutable_graph()->add_initializer();
+  idx->set_name("one");
+  idx->set_data_type(onnx::TensorProto::INT64);
+  idx->add_int64_data(1);  // a scalar index: channel 1
+  attr(b.node("Gather", {"t", "one"}, {"g"}), "axis", int64_t{0});  // N x 2 x 2
+  attr(b.node("Flatten", {"g"}, {"f"}), "axis", int64_t{1});       // N x 4
+  b.node("Shape", {"f"}, {"shape"});
+  b.node("Slice", {"shape", b.init_i64("start", {1}, {-1}), b.init_i64("end", {1}, {std::numeric_limits<int64_t>::max()})},
+         {"last"});  // [4]
+  // [[-1], [last]] transposed to [[-1, last]] and reshaped to [2]; times
+  // Cast(Cast(., bool), int64), which is 1 for both: all of it folded at load.
+  attr(b.node("Concat", {b.init_i64("minus1", {1}, {-1}), "last"}, {"pair"}), "axis", int64_t{0});
+  b.node("Reshape", {"pair", b.init_i64("col", {2}, {2, 1})}, {"column"});
+  attr(b.node("Transpose", {"column"}, {"row"}), "perm", std::vector<int64_t>{1, 0});
+  b.node("Reshape", {"row", b.init_i64("flat", {1}, {2})}, {"target0"});
+  attr(b.node("Cast", {"target0"}, {"nonzero"}), "to", int64_t{onnx::TensorProto::BOOL});
+  attr(b.node("Cast", {"nonzero"}, {"ones"}), "to", int64_t{onnx::TensorProto::INT64});
+  b.node("Mul", {"target0", "ones"}, {"target"});
+  b.node("Reshape", {"f", "target"}, {"y"});
+  const Model m = b.model();
+  EXPECT_EQ(m.output_shape(), (S{4}));
+  const V x = ModelBuilder::random_values({3, 3, 2, 2}, "x");
+  V want;
+  for (int n = 0; n < 3; ++n) want.insert(want.end(), x.begin() + n * 12 + 4, x.begin() + n * 12 + 8);
+  EXPECT_EQ(run_model(m, x, 3, Precision::FP32, 4), want);  // 3 images, prepared for 4
+  EXPECT_EQ(run_model(m, x, 3), want);
+  const V half = run_model(m, x, 3, Precision::FP16, 8);
+  EXPECT_LT(max_abs_diff(half, want), 1e-3f);
 }
 
 }  // namespace

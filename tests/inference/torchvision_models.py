@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Exports torchvision classifiers (random weights, scripts/export_torchvision.py) and checks
-that imgpipe's logits, through the CLI with model.output: logits, match PyTorch's on the
-tensors imgpipe itself wrote: fp32 max relative difference < 1e-4 and equal top-1.
+that imgpipe's logits, through the CLI with model.output: logits, match PyTorch's (float64)
+on the tensors imgpipe itself wrote: fp32 max relative difference < 1e-4 and equal top-1.
+README's list of the architectures known to load and match (between its
+"torchvision-models" markers) must agree with every result: a model that passes is listed,
+one that fails is not (printed as "known", and the exit status is 0 when the list is right).
 
     torchvision_models.py --imgpipe BUILD/imgpipe [--models a,b|all] [--opsets 13,17]
 
@@ -31,8 +34,9 @@ ALL = list(SIZES)
 # Models whose export needs a newer opset than asked (scaled_dot_product_attention: 14).
 MIN_OPSET = {"vit_b_16": 14, "swin_t": 14}
 # One model per op family the issue added (Pad, live Slice, LayerNorm/Erf, attention).
-# The default (CI) subset: one of the classic CNNs and the three that needed new ops.
-DEFAULT = ["resnet18", "densenet121", "shufflenet_v2_x1_0", "convnext_tiny"]
+# The default (CI) subset: one of the classic CNNs and those that needed new ops or whole
+# batches (ViT, Swin).
+DEFAULT = ["resnet18", "densenet121", "shufflenet_v2_x1_0", "convnext_tiny", "vit_b_16", "swin_t"]
 IMAGES = 4  # in a batch of 6: a short batch, padded for models that keep the batch elsewhere
 MAX_REL = 1e-4
 
@@ -64,12 +68,26 @@ progress: off
         return False, f"does not load/run (exit {r.returncode}): {r.stderr.strip()[-600:]}"
     x = np.load(d / "out" / "tensors-00000.npy")
     got = np.load(d / "out" / "outputs-00000.npy")
+    # The reference is PyTorch in float64: some random-weight models are ill-conditioned
+    # enough that PyTorch's own float32 result is 1e-4 away from it (EfficientNet-B0 on image
+    # tensors), so two correct float32 engines need not agree to 1e-4 with each other.
     with torch.no_grad():
-        want = model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
-    rel = float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-12))
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        want32 = model(xt).numpy()
+        want = model.double()(xt.double()).numpy()
+    scale = max(np.abs(want).max(), 1e-12)
+    rel = float(np.abs(got - want).max() / scale)
+    torch_rel = float(np.abs(want32 - want).max() / scale)
     top1 = bool((got.argmax(1) == want.argmax(1)).all())
     ok = rel < MAX_REL and top1 and got.shape == want.shape
-    return ok, f"max rel diff {rel:.2e}, top-1 equal {top1}, imgpipe {seconds:.1f} s"
+    return ok, (f"max rel diff {rel:.2e} (PyTorch float32: {torch_rel:.2e}), top-1 equal {top1}, "
+                f"imgpipe {seconds:.1f} s")
+
+
+def readme_models():
+    text = (ROOT / "README.md").read_text()
+    begin, end = text.index("<!-- torchvision-models -->"), text.index("<!-- /torchvision-models -->")
+    return {w.strip(" ,.\n`") for w in text[begin:end].split()} & set(SIZES)
 
 
 def main():
@@ -88,6 +106,7 @@ def main():
         return 77
     torch.set_num_threads(2)
     names = ALL if args.models == "all" else args.models.split(",")
+    listed = readme_models()
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
@@ -95,9 +114,13 @@ def main():
             for opset in opsets:
                 t0 = time.time()
                 ok, what = check(args.imgpipe, name, opset, Path(tmp), torch, np, Image)
-                failed += not ok
-                print(f"{'ok  ' if ok else 'FAIL'} {name} opset {opset}: {what} ({time.time() - t0:.0f} s in all)",
-                      flush=True)
+                known = not ok and name not in listed  # README says it does not match yet
+                print(f"{'ok  ' if ok else 'known' if known else 'FAIL'} {name} opset {opset}: {what} "
+                      f"({time.time() - t0:.0f} s in all)", flush=True)
+                if ok != (name in listed):
+                    failed += 1
+                    print(f"FAIL README.md {'does not list' if ok else 'lists'} {name} among the architectures "
+                          "known to load and match", flush=True)
     return 1 if failed else 0
 
 
