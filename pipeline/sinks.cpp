@@ -45,7 +45,12 @@ void AtomicFile::commit() {
   if (std::fflush(f_) != 0 || ::fsync(fileno(f_)) != 0) io_error("cannot flush", temp_);
   std::fclose(f_);
   f_ = nullptr;
-  if (std::rename(temp_.c_str(), final_.c_str()) != 0) io_error("cannot rename to", final_);
+  if (std::rename(temp_.c_str(), final_.c_str()) != 0) {
+    const int e = errno;
+    std::remove(temp_.c_str());  // no .partial left behind when the run stops here
+    errno = e;
+    io_error("cannot rename to", final_);
+  }
 }
 
 NpyWriter::NpyWriter(std::string path, std::string descr, std::vector<int64_t> row_shape)

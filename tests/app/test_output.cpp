@@ -297,3 +297,26 @@ TEST(OutputDir, RunLevelMessagesAreRightForTheCase) {
   EXPECT_NE(r.output.find("imgpipe: warning: " + warning), std::string::npos) << r.output;
   EXPECT_EQ(load_json(tmp / "out-empty/report.json")["warnings"][0], warning);
 }
+
+// Exit 1 (a runtime I/O failure) keeps the shards already complete, and a rerun resumes to
+// the files a clean run writes: here shard 1's index cannot be put in place, a directory
+// having taken its name during the run.
+TEST(OutputDir, AnIoFailureExitsOneKeepsCompletedShardsAndAResumeCompletes) {
+  test::TempDir tmp;
+  make_images(tmp / "in", 0, 8);  // two shards of 4
+  const std::string args = base_args(tmp / "in") + " --set model.path= --set output.dir=";
+  ASSERT_EQ(run_imgpipe(args + (tmp / "clean")).code, 0);
+  Child c = spawn(args + (tmp / "out"), "IMGPIPE_TEST_DELAY_MS=250", tmp / "log");
+  ASSERT_TRUE(wait_for(tmp / "out/index-00000.csv"));
+  fs::create_directories(tmp / "out/index-00001.csv/blocker");
+  EXPECT_EQ(c.wait(), 1) << c.output();
+  EXPECT_NE(c.output().find("index-00001.csv"), std::string::npos) << c.output();
+  EXPECT_TRUE(fs::exists(tmp / "out/tensors-00000.npy"));
+  EXPECT_FALSE(has_partial(tmp / "out"));
+  fs::remove_all(tmp / "out/index-00001.csv");
+  const auto r = run_imgpipe(args + (tmp / "out"));
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("4 resumed"), std::string::npos) << r.output;
+  for (const char* kind : {"tensors", "index"})
+    EXPECT_EQ(outputs(tmp / "out", kind), outputs(tmp / "clean", kind)) << kind;
+}
