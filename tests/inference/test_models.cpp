@@ -190,6 +190,71 @@ TEST(OnnxRuntimeOracle, TorchShapeSubgraph) {
   compare_with_ort(b, "torch_flatten", 4);
 }
 
+// The ops issue 11 added for DenseNet/Inception (Pad), ShuffleNet (live Slice), ConvNeXt
+// (LayerNormalization, Erf, Pow, Sqrt), ViT and Swin (attention: batched MatMul, Softmax,
+// Transpose; Expand, Where, Equal, Not, Neg, Mod), each against onnxruntime.
+ModelBuilder pads_and_slices() {
+  ModelBuilder b(17);
+  b.input("x", {-1, 4, 5, 6}).output("y");
+  b.node("Pad", {"x", b.init_i64("p1", {8}, {0, 0, 1, 2, 0, 0, 2, 1}), b.init("v", {}, {0.5f})}, {"pc"});  // 8x9
+  attr(b.node("Pad", {"pc", b.init_i64("p2", {8}, {0, 0, 2, 1, 0, 0, 1, 3})}, {"pr"}), "mode", std::string("reflect"));
+  attr(b.node("Pad", {"pr", b.init_i64("p3", {8}, {0, 0, 1, 0, 0, 0, 0, 2})}, {"pe"}), "mode", std::string("edge"));
+  // 4 x 12 x 15: channels 3,1 (step -2), rows from -10 in steps of 3, columns 1..-1.
+  b.node("Slice", {"pe", b.init_i64("st", {3}, {3, -10, 1}), b.init_i64("en", {3}, {-5, 100, -1}),
+                   b.init_i64("ax", {3}, {1, 2, -1}), b.init_i64("sp", {3}, {-2, 3, 1})},
+         {"y"});
+  return b;
+}
+
+ModelBuilder transformer_block() {
+  ModelBuilder b(17);
+  b.input("x", {-1, 6, 8}).output("y");  // 6 tokens of 8
+  // Opset 13's layer norm pattern, then opset 17's LayerNormalization.
+  attr(b.node("ReduceMean", {"x"}, {"mu"}), "axes", S{-1});
+  b.node("Sub", {"x", "mu"}, {"xc"});
+  b.node("Pow", {"xc", b.init("two", {}, {2.f})}, {"sq"});
+  attr(b.node("ReduceMean", {"sq"}, {"var"}), "axes", S{-1});
+  b.node("Add", {"var", b.init("eps", {}, {1e-5f})}, {"ve"});
+  b.node("Sqrt", {"ve"}, {"sd"});
+  b.node("Div", {"xc", "sd"}, {"ln1"});
+  // Attention, one head: q k^T / sqrt(8), softmax, times v.
+  b.node("MatMul", {"ln1", b.random("wq", {8, 8})}, {"q"});
+  b.node("MatMul", {"ln1", b.random("wk", {8, 8})}, {"k"});
+  b.node("MatMul", {"ln1", b.random("wv", {8, 8})}, {"v"});
+  attr(b.node("Transpose", {"k"}, {"kt"}), "perm", S{0, 2, 1});
+  b.node("MatMul", {"q", "kt"}, {"s"});
+  b.node("Mul", {"s", b.init("scale", {}, {0.35355339f})}, {"ss"});
+  attr(b.node("Softmax", {"ss"}, {"a"}), "axis", int64_t{-1});
+  b.node("MatMul", {"a", "v"}, {"att"});
+  b.node("Add", {"x", "att"}, {"r"});
+  attr(b.node("LayerNormalization", {"r", b.random("g", {8}, 0.5f, 1.5f), b.random("be", {8})}, {"ln2"}), "axis",
+       int64_t{-1});
+  // GELU as exported: x * 0.5 * (1 + erf(x / sqrt 2)).
+  b.node("Div", {"ln2", b.init("rt2", {}, {1.41421356f})}, {"g1"});
+  b.node("Erf", {"g1"}, {"g2"});
+  b.node("Add", {"g2", b.init("one", {}, {1.f})}, {"g3"});
+  b.node("Mul", {"ln2", "g3"}, {"g4"});
+  b.node("Mul", {"g4", b.init("half", {}, {0.5f})}, {"gelu"});
+  // Where(not(x == -x), x, -x) is x except at 0; Expand a per-token bias over the batch.
+  b.node("Neg", {"gelu"}, {"ng"});
+  b.node("Equal", {"gelu", "ng"}, {"eq"});
+  b.node("Not", {"eq"}, {"ne"});
+  b.node("Where", {"ne", "gelu", "ng"}, {"w"});
+  b.node("Expand", {b.random("tb", {6, 1}), b.init_i64("es", {2}, {6, 8})}, {"bias"});
+  b.node("Add", {"w", "bias"}, {"y"});
+  return b;
+}
+
+TEST(OnnxRuntimeOracle, PadModesAndLiveSlices) {
+  ModelBuilder b = pads_and_slices();
+  compare_with_ort(b, "pads_and_slices", 3);
+}
+
+TEST(OnnxRuntimeOracle, TransformerBlock) {
+  ModelBuilder b = transformer_block();
+  compare_with_ort(b, "transformer_block", 3);
+}
+
 TEST(Loader, FoldsTorchShapeSubgraphAtEveryBatch) {
   for (int opset : {11, 13, 17}) {
     const Model m = torch_flatten_style(opset).model();
