@@ -216,7 +216,13 @@ void Executor::run(const float* input, int batch_n, float* output) {
   Prepared& s = *state_;
   if (batch_n < 1 || batch_n > s.batch)
     throw std::invalid_argument("batch_n " + std::to_string(batch_n) + " outside 1.." + std::to_string(s.batch));
-  const bool half = s.precision == Precision::FP16;
+  // fp16: activations stored as fp16, or (where that needs less memory) stored as fp32 with
+  // every value rounded to fp16, which gives the same numbers.
+  const bool half = s.precision == Precision::FP16 && s.layout.half_storage;
+  const bool rounded = s.precision == Precision::FP16 && !s.layout.half_storage;
+  auto round_to_half = [](float* v, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) v[i] = half_to_float(float_to_half(v[i]));
+  };
   const ResolvedGraph& g = s.graph;
 
   const int64_t in_n = model_.input_size() * batch_n;
@@ -226,6 +232,7 @@ void Executor::run(const float* input, int batch_n, float* output) {
   // to dim 1) runs at its prepared batch only: a short batch is padded with zero images,
   // whose outputs are dropped. (Exact for models that keep images apart, as classifiers do.)
   const int run_n = s.separable ? batch_n : s.batch;
+  if (rounded) round_to_half(reinterpret_cast<float*>(s.where(g.input)), in_n);
   if (run_n > batch_n) {
     const int64_t pad = model_.input_size() * (run_n - batch_n);
     if (half) std::memset(reinterpret_cast<uint16_t*>(s.where(g.input)) + in_n, 0, size_t(pad) * sizeof(uint16_t));
@@ -238,6 +245,7 @@ void Executor::run(const float* input, int batch_n, float* output) {
     const Clock::time_point t0 = profiling_ ? Clock::now() : Clock::time_point{};
     if (half) s.run_step_fp16(k, run_n, ws);
     else s.run_step_fp32(k, run_n, ws);
+    if (rounded) round_to_half(reinterpret_cast<float*>(s.where(g.steps[k].output)), numel(s.out_shapes[k]));
     if (profiling_) {
       const std::string label = step_label(*g.steps[k].node);
       auto it = std::find_if(timings_.begin(), timings_.end(),

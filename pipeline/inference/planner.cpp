@@ -101,7 +101,10 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
     ws = std::max(ws, floats * sizeof(float));
   }
   l.plan.workspace_bytes = ws;
-  return l;
+  if (p != Precision::FP16) return l;
+  l.half_storage = true;
+  Layout rounded = make_layout(g, one, batch, Precision::FP32);
+  return rounded.plan.total() < l.plan.total() ? rounded : l;
 }
 
 }  // namespace imgpipe::infer

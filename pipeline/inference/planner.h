@@ -29,6 +29,10 @@ struct Layout {
   MemoryPlan plan;
   std::vector<size_t> offset;  ///< per value: byte offset in the weight buffer or the arena
   size_t sum_activation_bytes = 0;  ///< what the arena would be without sharing
+  /// fp16 activations stored as fp16 (false: in fp32, each rounded to fp16, where that
+  /// needs less memory, at batch 1 when one image's step widened to fp32 would outweigh
+  /// what halving saves; so fp16 never needs more than fp32).
+  bool half_storage = false;
 };
 
 /// Images per op call of each step when fp16 operands are widened to fp32 scratch: as
@@ -38,7 +42,8 @@ struct Layout {
 std::vector<int64_t> fp16_chunk_images(const ResolvedGraph& g, const std::vector<int64_t>& unit,
                                        bool separable, int64_t batch);
 
-/// `one` is the graph resolved at batch 1 (sizes fp16 scratch per image chunk).
+/// `one` is the graph resolved at batch 1 (sizes fp16 scratch per image chunk). At fp16 the
+/// smaller of fp16 storage and fp32 storage of fp16-rounded values (see half_storage).
 Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t batch, Precision p);
 
 }  // namespace imgpipe::infer
