@@ -385,6 +385,135 @@ TEST(ShapeOps, ReshapeFlattenTransposeConcatReduceMean) {
   }
 }
 
+TEST(ShapeOps, SliceStepsNegativeIndicesAndEndPastTheAxis) {
+  const V x = {0, 1, 2, 3, 4, 5, 6, 7};  // [N,2,4]
+  auto run = [&](S starts, S ends, S axes, S steps) {
+    ModelBuilder b(13);
+    b.input("x", {-1, 2, 4}).output("y");
+    b.node("Slice", {"x", b.init_i64("s", {static_cast<int64_t>(starts.size())}, starts),
+                     b.init_i64("e", {static_cast<int64_t>(ends.size())}, ends),
+                     b.init_i64("a", {static_cast<int64_t>(axes.size())}, axes),
+                     b.init_i64("st", {static_cast<int64_t>(steps.size())}, steps)},
+           {"y"});
+    return run_model(b.model(), x, 1);
+  };
+  // torch's x[..., 1:] exports ends = INT64_MAX, which must not overflow on the way.
+  EXPECT_EQ(run({1}, {std::numeric_limits<int64_t>::max()}, {2}, {1}), (V{1, 2, 3, 5, 6, 7}));
+  EXPECT_EQ(run({-1}, {std::numeric_limits<int64_t>::min()}, {-1}, {-2}), (V{3, 1, 7, 5}));
+  EXPECT_EQ(run({1, 0}, {2, 4}, {1, 2}, {1, 3}), (V{4, 7}));
+}
+
+TEST(ShapeOps, GatherAlongAnAxisThatIsNotTheBatch) {
+  // attention's q = qkv[0] after the batch moved to axis 1: [2,N,3] gathered at axis 0
+  ModelBuilder b(13);
+  b.input("x", {-1, 2, 3}).output("y");
+  attr(b.node("Transpose", {"x"}, {"t"}), "perm", S{1, 0, 2});
+  attr(b.node("Gather", {"t", b.init_i64("i", {}, {1})}, {"y"}), "axis", int64_t{0});
+  EXPECT_EQ(run_model(b.model(), {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, 2, Precision::FP32, 2),
+            (V{4, 5, 6, 10, 11, 12}));
+}
+
+TEST(Folding, ConstantTransposeCastToBoolAndWhere) {
+  // Swin's window mask: a constant built, transposed and cast to bool, then used on live data.
+  ModelBuilder b(13);
+  b.input("x", {-1, 3, 2}).output("y");
+  attr(b.node("Transpose", {b.init_i64("c", {2, 3}, {0, 5, 0, -1, 0, 2})}, {"ct"}), "perm", S{1, 0});
+  attr(b.node("Cast", {"ct"}, {"mask"}), "to", int64_t{onnx::TensorProto::BOOL});
+  b.node("Where", {"mask", "x", b.init("zero", {}, {0.f})}, {"y"});
+  EXPECT_EQ(run_model(b.model(), {1, 2, 3, 4, 5, 6}, 1), (V{0, 2, 3, 0, 0, 6}));
+}
+
+TEST(Folding, ConstantOfShapeRangeAndScatterND) {
+  // y = x + ScatterND(ConstantOfShape(Shape(x)[1:]) , [[1]], [Range(0, 3, 1) as float])
+  ModelBuilder b(13);
+  b.input("x", {-1, 2, 3}).output("y");
+  b.node("Shape", {"x"}, {"shape"});
+  b.node("Slice", {"shape", b.init_i64("s", {1}, {1}), b.init_i64("e", {1}, {3})}, {"dims"});
+  b.node("ConstantOfShape", {"dims"}, {"zeros"});
+  b.node("Range", {b.init("r0", {}, {0.f}), b.init("r1", {}, {3.f}), b.init("r2", {}, {1.f})}, {"ramp"});
+  b.node("Unsqueeze", {"ramp", b.init_i64("ax", {1}, {0})}, {"upd"});
+  b.node("ScatterND", {"zeros", b.init_i64("ix", {1, 1}, {1}), "upd"}, {"added"});
+  b.node("Add", {"x", "added"}, {"y"});
+  EXPECT_EQ(run_model(b.model(), {1, 1, 1, 1, 1, 1}, 1), (V{1, 1, 1, 1, 2, 3}));
+}
+
+TEST(Elementwise, PowSqrtErfNegNotEqualModOnLiveTensors) {
+  const V x = {-2.f, -0.5f, 0.f, 1.f, 2.25f, 3.f};
+  ModelBuilder pw(13);
+  pw.input("x", {-1, 6}).output("y");
+  pw.node("Pow", {"x", pw.init("two", {}, {2.f})}, {"y"});
+  EXPECT_EQ(run_model(pw.model(), x, 1), (V{4, 0.25f, 0, 1, 5.0625f, 9}));
+  const V sq = run_unary("Sqrt", {0.f, 1.f, 2.25f, 9.f});
+  EXPECT_EQ(sq, (V{0, 1, 1.5f, 3}));
+  const V erf = run_unary("Erf", x);
+  for (size_t k = 0; k < x.size(); ++k) EXPECT_NEAR(erf[k], std::erf(x[k]), 1e-6f) << k;
+  EXPECT_EQ(run_unary("Neg", x), (V{2, 0.5f, -0.f, -1, -2.25f, -3}));
+  EXPECT_EQ(run_unary("Not", {0.f, 1.f, 0.f}), (V{1, 0, 1}));
+  ModelBuilder eq(13);
+  eq.input("x", {-1, 6}).output("y");
+  eq.node("Equal", {"x", eq.init("c", {6}, {-2, 0, 0, 2, 2.25f, 0})}, {"y"});
+  EXPECT_EQ(run_model(eq.model(), x, 1), (V{1, 0, 1, 0, 1, 0}));
+  for (int64_t fmod : {0, 1}) {  // integer Mod takes the divisor's sign; fmod the dividend's
+    ModelBuilder md(13);
+    md.input("x", {-1, 4}).output("y");
+    attr(md.node("Mod", {"x", md.init("d", {}, {3.f})}, {"y"}), "fmod", fmod);
+    EXPECT_EQ(run_model(md.model(), {-4, -3, 5, 7.5f}, 1), fmod ? (V{-1, -0.f, 2, 1.5f}) : (V{2, 0, 2, 1.5f}));
+  }
+}
+
+TEST(ShapeOps, ExpandToABroadcastShape) {
+  ModelBuilder b(13);
+  b.input("x", {-1, 1, 3}).output("y");
+  b.node("Expand", {"x", b.init_i64("s", {3}, {1, 2, 1})}, {"y"});
+  EXPECT_EQ(run_model(b.model(), {1, 2, 3, 4, 5, 6}, 2, Precision::FP32, 2), (V{1, 2, 3, 1, 2, 3, 4, 5, 6, 4, 5, 6}));
+}
+
+TEST(ShapeOps, PadConstantReflectEdge) {
+  const V x = {1, 2, 3, 4, 5, 6};  // [N,2,3]; pad the last axis by 2 before, 1 after
+  auto run = [&](const std::string& mode) {
+    ModelBuilder b(13);
+    b.input("x", {-1, 2, 3}).output("y");
+    attr(b.node("Pad", {"x", b.init_i64("p", {6}, {0, 0, 2, 0, 0, 1}), b.init("v", {}, {9.f})}, {"y"}),
+         "mode", mode);
+    return run_model(b.model(), x, 1);
+  };
+  EXPECT_EQ(run("constant"), (V{9, 9, 1, 2, 3, 9, 9, 9, 4, 5, 6, 9}));
+  EXPECT_EQ(run("reflect"), (V{3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5}));
+  EXPECT_EQ(run("edge"), (V{1, 1, 1, 2, 3, 3, 4, 4, 4, 5, 6, 6}));
+}
+
+TEST(Normalization, LayerNormalizationOpAndTheOpset13Pattern) {
+  // rows {1,2,3} and {2,4,9}: mean 2 and 5, variance 2/3 and 26/3; scale {1,2,1}, bias {0,0,1}
+  const V x = {1, 2, 3, 2, 4, 9};
+  auto want = [&](float eps) {
+    V y;
+    for (int r = 0; r < 2; ++r) {
+      const float mean = r ? 5.f : 2.f, var = r ? 26.f / 3 : 2.f / 3;
+      const float scale[3] = {1, 2, 1}, bias[3] = {0, 0, 1};
+      for (int k = 0; k < 3; ++k) y.push_back((x[r * 3 + k] - mean) / std::sqrt(var + eps) * scale[k] + bias[k]);
+    }
+    return y;
+  };
+  ModelBuilder ln(17);
+  ln.input("x", {-1, 2, 3}).output("y");
+  attr(ln.node("LayerNormalization", {"x", ln.init("g", {3}, {1, 2, 1}), ln.init("b", {3}, {0, 0, 1})}, {"y"}),
+       "epsilon", 1e-5f);
+  EXPECT_LT(max_abs_diff(run_model(ln.model(), x, 1), want(1e-5f)), 2e-6f);
+  // what the TorchScript exporter writes below opset 17
+  ModelBuilder p(13);
+  p.input("x", {-1, 2, 3}).output("y");
+  attr(p.node("ReduceMean", {"x"}, {"mean"}), "axes", S{-1});
+  p.node("Sub", {"x", "mean"}, {"d"});
+  p.node("Pow", {"d", p.init("two", {}, {2.f})}, {"d2"});
+  attr(p.node("ReduceMean", {"d2"}, {"var"}), "axes", S{-1});
+  p.node("Add", {"var", p.init("eps", {}, {1e-5f})}, {"ve"});
+  p.node("Sqrt", {"ve"}, {"sd"});
+  p.node("Div", {"d", "sd"}, {"n"});
+  p.node("Mul", {"n", p.init("g", {3}, {1, 2, 1})}, {"ng"});
+  p.node("Add", {"ng", p.init("b", {3}, {0, 0, 1})}, {"y"});
+  EXPECT_LT(max_abs_diff(run_model(p.model(), x, 1), want(1e-5f)), 2e-6f);
+}
+
 TEST(ShapeOps, DropoutAndIdentityAreNoOps) {
   ModelBuilder b;
   b.input("x", {-1, 3}).output("y");
