@@ -310,6 +310,15 @@ std::string job(const std::string& in, const std::string& out) {
          " --set output.dir=" + out;
 }
 
+/// Peak resident memory of a tensors-only job over `in` (`images` written), from its report.
+int64_t peak_rss(const std::string& in, const std::string& out, const std::string& args, int images) {
+  const auto r = run_imgpipe(job(in, out) + args);
+  EXPECT_EQ(r.code, 0) << r.output;
+  const json report = load_json(out + "/report.json");
+  EXPECT_EQ(report["counts"]["written"], images);
+  return report["memory"]["peak_rss_bytes"].get<int64_t>();
+}
+
 }  // namespace
 
 TEST(Cli, OneBadJpegHeaderLosesNoGoodImage) {
@@ -412,15 +421,8 @@ TEST(Cli, DecodedImagesCountAgainstTheHostBudgetBeforeDecoding) {
   for (int i = 0; i < 16; ++i) cv::imwrite(tmp / ("in/" + std::to_string(100 + i) + ".bmp"), img);
   cv::imwrite(tmp / "one/small.bmp", test::random_image(16, 16, 5));
   const std::string args = " --set decode.threads=8 --set memory.host_budget=16MiB";
-  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
-    const auto r = run_imgpipe(job(in, out) + args);
-    EXPECT_EQ(r.code, 0) << r.output;
-    const json report = load_json(out + "/report.json");
-    EXPECT_EQ(report["counts"]["written"], images);
-    return report["memory"]["peak_rss_bytes"].get<int64_t>();
-  };
-  const int64_t base = peak_rss(tmp / "one", tmp / "out1", 1);  // the process itself
-  const int64_t peak = peak_rss(tmp / "in", tmp / "out", 16);
+  const int64_t base = peak_rss(tmp / "one", tmp / "out1", args, 1);  // the process itself
+  const int64_t peak = peak_rss(tmp / "in", tmp / "out", args, 16);
   // At most the budget, plus the one image let in over it (the one the writer waits for:
   // 14.6 MiB of file and pixels), plus slack for the resize buffers.
   EXPECT_LT(peak - base, int64_t(16 + 15 + 8) << 20) << "base " << base << ", peak " << peak;
@@ -643,15 +645,8 @@ TEST(Cli, PeakMemoryDoesNotGrowWithTheImageCount) {
     fs::create_hard_link(fs::path(tmp / "few") / name, fs::path(tmp / "many") / ("x" + std::to_string(10000 + i) + ".jpg"));
   }
   const std::string args = " --set memory.host_budget=16MiB --set decode.threads=2 --set output.images_per_shard=500";
-  auto peak_rss = [&](const std::string& in, const std::string& out, int images) {
-    const auto r = run_imgpipe(job(in, out) + args);
-    EXPECT_EQ(r.code, 0) << r.output;
-    const json report = load_json(out + "/report.json");
-    EXPECT_EQ(report["counts"]["written"], images);
-    return report["memory"]["peak_rss_bytes"].get<int64_t>();
-  };
-  const int64_t few = peak_rss(tmp / "few", tmp / "out-few", 100);
-  const int64_t many = peak_rss(tmp / "many", tmp / "out-many", 2000);
+  const int64_t few = peak_rss(tmp / "few", tmp / "out-few", args, 100);
+  const int64_t many = peak_rss(tmp / "many", tmp / "out-many", args, 2000);
   EXPECT_LT(many - few, int64_t(4) << 20) << "100 images: " << few << " bytes, 2,000: " << many;
   EXPECT_LT(many, int64_t(55 + 16 + 40) << 20) << "the process, the budget and slack";
 }
