@@ -259,7 +259,7 @@ class Job {
                 npy_descr(params_.dtype), kernels::output_image_bytes(params_));
     // One batch: with a model, the memory plan's choice (below), not batch.max.
     const std::string plan = model_ ? model_->describe_plan() : "";
-    const int batch = model_ ? model_->batch() : batch_size_;
+    const int batch = batch_size();  // after describe_plan(), which makes the choice
     std::printf("device: %s (%s)\n", device_.c_str(), device_reason_.c_str());
     if (batch > 0) std::printf("batch: %d%s\n", batch, model_ ? " (the memory plan's choice)" : "");
     else std::printf("batch: none fits the memory budget (the run would stop with exit code 4)\n");

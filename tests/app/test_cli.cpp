@@ -128,6 +128,9 @@ TEST(Cli, DryRunPrintsThePlanAndWritesNothing) {
   EXPECT_NE(r.output.find("\nbatch: 32 (the memory plan's choice)\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("choice: {precision: fp32, batch: 32}"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("\nbatch: 64"), std::string::npos) << r.output;
+  // Tensors only on the CPU: one image at a time, as the run and its report say.
+  const auto t = run_imgpipe("--config " + kSource + "/configs/sample.yaml --dry-run --set model.path= --set device=cpu");
+  EXPECT_NE(t.output.find("\nbatch: 1\n"), std::string::npos) << t.output;
   EXPECT_FALSE(fs::exists(out / "o"));
   EXPECT_NE(run_imgpipe("--version").output.find("imgpipe 0."), std::string::npos);
   EXPECT_EQ(run_imgpipe("--help").code, 0);
