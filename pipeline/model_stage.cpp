@@ -75,7 +75,7 @@ struct ModelStage::Backend : ModelRunner {
 };
 
 ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, int cuda_device,
-                       std::function<void(const std::string&)> log)
+                       std::function<void(const std::string&)> log, int64_t most_per_batch)
     : cfg_(cfg), pre_(pre), log_(std::move(log)) {
 #if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
   cuda_device_ = cuda_device;
@@ -152,6 +152,13 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
     o.batch_max = std::max(cfg.batch.min, kCpuAutoBatchCap);
     log_("model runs on the CPU: the automatic batch is capped at " + std::to_string(o.batch_max) +
          " (set batch.size for another size)");
+  }
+  // A batch never spans shards nor holds more than the inputs: planning a larger one only
+  // costs memory, and a model that runs whole batches (ViT) would compute padding.
+  if (cfg.batch.size == 0 && most_per_batch > 0 && o.batch_max > most_per_batch) {
+    o.batch_max = int(std::max<int64_t>(cfg.batch.min, most_per_batch));
+    log_("no batch holds more than " + std::to_string(most_per_batch) +
+         " images (the inputs, output.images_per_shard): the automatic batch is capped there");
   }
   o.batch_fixed = cfg.batch.size;
   o.precision = cfg.precision;

@@ -20,8 +20,10 @@ class ModelStage {
   /// Loads cfg.model.path and its labels and checks that the preprocessing produces what
   /// the model takes. Runs on CUDA device `cuda_device`, or on the CPU when it is -1.
   /// Throws ConfigError naming the key to fix; nothing is allocated yet.
+  /// `most_per_batch`: no batch will hold more images (the inputs, a shard's size); the
+  /// automatic batch is capped there. 0: no cap.
   ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, int cuda_device,
-             std::function<void(const std::string&)> log);
+             std::function<void(const std::string&)> log, int64_t most_per_batch = 0);
   ~ModelStage();
   /// Why this build cannot run a model on the GPU (built without CUDA or cuDNN), naming
   /// what to install; empty when it can.

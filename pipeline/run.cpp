@@ -126,7 +126,8 @@ class Job {
     if (!cfg_.model.path.empty()) {
       try {
         model_ = std::make_unique<ModelStage>(cfg_, params_, gpu_ ? cfg_.device_index : -1,
-                                              [this](const std::string& line) { log_.info("%s", line.c_str()); });
+                                              [this](const std::string& line) { log_.info("%s", line.c_str()); },
+                                              int64_t(std::min<size_t>(inputs_.size(), size_t(cfg_.output.images_per_shard))));
       } catch (const ConfigError& e) {
         log_.error("%s", e.what());
         return kExitConfig;

@@ -124,9 +124,10 @@ TEST(Cli, DryRunPrintsThePlanAndWritesNothing) {
   EXPECT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("inputs: 7"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("shorter_side: 64"), std::string::npos) << r.output;
-  // One batch in the plan, the one the run will use: the CPU's cap of 32, not batch.max (64).
-  EXPECT_NE(r.output.find("\nbatch: 32 (the memory plan's choice)\n"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("choice: {precision: fp32, batch: 32}"), std::string::npos) << r.output;
+  // One batch in the plan, the one the run will use: 4, the most a shard holds here
+  // (output.images_per_shard), not batch.max (64) nor the CPU's cap (32).
+  EXPECT_NE(r.output.find("\nbatch: 4 (the memory plan's choice)\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("choice: {precision: fp32, batch: 4}"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("\nbatch: 64"), std::string::npos) << r.output;
   // Tensors only on the CPU: one image at a time, as the run and its report say.
   const auto t = run_imgpipe("--config " + kSource + "/configs/sample.yaml --dry-run --set model.path= --set device=cpu");
@@ -511,15 +512,25 @@ TEST(Cli, JsonlEscapesQuotesAndBackslashesInPaths) {
   EXPECT_EQ(line["top"][0]["label"], "red");
 }
 
-// README: on the CPU the automatic batch is capped at 32 (batch.max 64 in the sample config).
+// README: on the CPU the automatic batch is capped at 32 (batch.max 64 in the sample config),
+// and never above what a batch can hold: the inputs, a shard.
 TEST(Cli, CpuCapsTheAutomaticBatchAt32) {
-  test::TempDir out;
-  const auto r = run_imgpipe("--config " + kSource + "/configs/sample.yaml --set input.path=" + kSource +
-                             "/data/sample --set device=cpu --set progress=off --set output.dir=" + out.path().string());
-  ASSERT_EQ(r.code, 0) << r.output;
-  EXPECT_NE(r.output.find("the automatic batch is capped at 32"), std::string::npos) << r.output;
-  const json report = load_json(out / "report.json");
-  EXPECT_EQ(report["model"]["governor"]["events"][0]["batch_after"], 32);
+  test::TempDir tmp;
+  make_images(tmp / "in", 40, 32, 24);
+  const std::string args = "--config " + kSource + "/configs/sample.yaml --set device=cpu --set progress=off";
+  auto first_batch = [&](const std::string& more, const std::string& out) {
+    const auto r = run_imgpipe(args + more + " --set output.dir=" + (tmp / out));
+    EXPECT_EQ(r.code, 0) << r.output;
+    const json report = load_json(tmp / out + "/report.json");
+    return std::make_pair(r.output, report["model"]["governor"]["events"][0]["batch_after"].get<int>());
+  };
+  const auto [log, batch] = first_batch(" --set output.images_per_shard=100 --set input.path=" + (tmp / "in"), "a");
+  EXPECT_NE(log.find("the automatic batch is capped at 32"), std::string::npos) << log;
+  EXPECT_EQ(batch, 32);
+  const auto [log7, batch7] = first_batch(" --set output.images_per_shard=100 --set input.path=" + kSource + "/data/sample", "b");
+  EXPECT_EQ(batch7, 7) << log7;  // 7 inputs
+  EXPECT_NE(log7.find("no batch holds more than 7 images"), std::string::npos) << log7;
+  EXPECT_EQ(first_batch(" --set output.images_per_shard=10 --set input.path=" + (tmp / "in"), "c").second, 10);
 }
 
 // README: model.output embedding writes the graph's raw output to outputs-*.npy; the

@@ -54,7 +54,7 @@ class PlotReport(unittest.TestCase):
     def run_imgpipe(self, name, *sets, env=None):
         out = os.path.join(self.tmp, name)
         args = [IMGPIPE, "--config", os.path.join(SOURCE, "configs", "sample.yaml"), "--set", "progress=off",
-                "--set", f"input.path={self.tmp}/in", "--set", f"output.dir={out}", "--set", "batch.max=8",
+                "--set", f"input.path={self.tmp}/in", "--set", f"output.dir={out}", "--set", "batch.max=8", "--set", "output.images_per_shard=64",
                 "--set", f"model.path={SOURCE}/data/sample/model.onnx", "--set", f"model.labels={SOURCE}/data/sample/labels.txt"]
         for s in sets:
             args += ["--set", s]
