@@ -81,6 +81,21 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
+SliceGeometry transpose_geometry(const Shape& x, std::vector<int64_t> perm) {
+  const size_t r = x.size();
+  if (perm.empty())
+    for (size_t k = r; k-- > 0;) perm.push_back(static_cast<int64_t>(k));
+  Shape strides(r, 1);
+  for (size_t k = r; k-- > 1;) strides[k - 1] = strides[k] * x[k];
+  SliceGeometry g{Shape(r, 0), Shape(r, 1), Shape(r), Shape(r)};
+  for (size_t k = 0; k < r; ++k) {
+    const int64_t a = norm_axis(perm[k], r);
+    g.shape[k] = x[a];
+    g.in_strides[k] = strides[a];
+  }
+  return g;
+}
+
 SliceGeometry slice_geometry(const Shape& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
                              std::vector<int64_t> axes, std::vector<int64_t> steps) {
   const size_t r = x.size();

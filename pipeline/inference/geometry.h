@@ -43,6 +43,9 @@ struct SliceGeometry {
 /// steps may be empty (all leading axes, steps of 1).
 SliceGeometry slice_geometry(const Shape& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
                              std::vector<int64_t> axes, std::vector<int64_t> steps);
+/// A Transpose as a slice that walks the input in another order: output axis k is input axis
+/// perm[k] (negative allowed; empty = reversed). perm must have x's rank.
+SliceGeometry transpose_geometry(const Shape& x, std::vector<int64_t> perm);
 /// Offset into the (row-major) input of output element k of the slice.
 inline int64_t slice_offset(int64_t k, const SliceGeometry& g) {
   int64_t off = 0;

@@ -667,31 +667,14 @@ class TransposeOp : public Op {
   explicit TransposeOp(const Node& n) : perm_(attr_ints(n, "perm")) {}
   Shape setup(const std::vector<ValueInfo>& in) override {
     const Shape& x = in[0].shape;
-    if (perm_.empty())
-      for (size_t k = x.size(); k-- > 0;) perm_.push_back(static_cast<int64_t>(k));
-    if (perm_.size() != x.size() || x.size() > 8) unsupported("perm does not match the input rank");
-    Shape out(x.size());
-    for (size_t k = 0; k < x.size(); ++k) out[k] = x[norm_axis(perm_[k], x.size())];
-    return out;
+    if (!perm_.empty() && perm_.size() != x.size()) unsupported("perm does not match the input rank");
+    return transpose_geometry(x, perm_).shape;
   }
   void run(const OpArgs& a) const override {
-    const Shape& x = a.in_shapes[0];
-    const Shape& out = *a.out_shape;
-    const size_t r = x.size();
-    int64_t in_st[8], st[8];
-    int64_t s = 1;
-    for (size_t k = r; k-- > 0;) { in_st[k] = s; s *= x[k]; }
-    for (size_t k = 0; k < r; ++k) st[k] = in_st[perm_[k] < 0 ? perm_[k] + r : perm_[k]];
-    const int64_t n = numel(out);
+    const SliceGeometry g = transpose_geometry(a.in_shapes[0], perm_);
+    const int64_t n = numel(g.shape);
 #pragma omp parallel for
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t rem = i, off = 0;
-      for (size_t k = r; k-- > 0;) {
-        off += (rem % out[k]) * st[k];
-        rem /= out[k];
-      }
-      a.out[i] = a.in[0][off];
-    }
+    for (int64_t i = 0; i < n; ++i) a.out[i] = a.in[0][slice_offset(i, g)];
   }
 
  private:

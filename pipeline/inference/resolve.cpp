@@ -258,24 +258,12 @@ bool fold(const Node& n, int opset, const std::vector<const Value*>& in, Constan
   }
   if (t == "Transpose") {  // Swin's window padding transposes a small int tensor
     const Constant& x = c(0);
-    const size_t r = x.shape.size();
-    std::vector<int64_t> perm = attr_ints(n, "perm");
-    if (perm.empty())
-      for (size_t k = r; k-- > 0;) perm.push_back(static_cast<int64_t>(k));
-    if (perm.size() != r) fail("Transpose perm of another rank than the data");
-    Shape shape(r);
-    for (size_t k = 0; k < r; ++k) shape[k] = x.shape[static_cast<size_t>(perm[k])];
-    const Shape xs = strides_of(x.shape), os = strides_of(shape);
-    std::vector<int64_t> idx(static_cast<size_t>(numel(shape)));
-    for (size_t o = 0; o < idx.size(); ++o) {
-      int64_t rest = static_cast<int64_t>(o), off = 0;
-      for (size_t k = 0; k < r; ++k) {
-        off += rest / os[k] * xs[static_cast<size_t>(perm[k])];
-        rest %= os[k];
-      }
-      idx[o] = off;
-    }
-    out = take(x, shape, idx);
+    const std::vector<int64_t> perm = attr_ints(n, "perm");
+    if (!perm.empty() && perm.size() != x.shape.size()) fail("Transpose perm of another rank than the data");
+    const SliceGeometry tg = transpose_geometry(x.shape, perm);
+    std::vector<int64_t> idx(static_cast<size_t>(numel(tg.shape)));
+    for (size_t k = 0; k < idx.size(); ++k) idx[k] = slice_offset(static_cast<int64_t>(k), tg);
+    out = take(x, tg.shape, idx);
     return true;
   }
   if (t == "ConstantOfShape") {
