@@ -107,7 +107,7 @@ struct Executor::Prepared {
       if (v < 0 || !graph.values[v].constant) continue;
       runtime_shape(v, n, shapes[i]);
       if (!st.op->data_input(i)) continue;
-      const int64_t count = numel(shapes[i]);
+      const int64_t count = static_cast<int64_t>(stored_floats(graph.values[v]));
       to_float(reinterpret_cast<const uint16_t*>(where(v)), cursor, count);
       ptrs[i] = cursor;
       cursor += scratch_floats(count);
@@ -189,7 +189,7 @@ void Executor::prepare(int batch, Precision p) {
   s->batch = batch;
   s->precision = p;
   s->graph = resolve(g, batch);
-  fuse_residual_adds(s->graph);  // Model::plan() does the same
+  prepare_cpu_graph(s->graph);  // Model::plan() does the same
   // Which tensors carry the batch in dim 0: compare with the graph resolved at batch 1.
   const ResolvedGraph one = resolve(g, 1);
   s->layout = make_layout(s->graph, one, batch, p);
@@ -214,12 +214,28 @@ void Executor::prepare(int batch, Precision p) {
 
   for (size_t v = 0; v < s->graph.values.size(); ++v) {
     const Value& val = s->graph.values[v];
-    if (!val.weight) continue;
+    if (!val.weight || val.packed_floats) continue;
     const std::vector<float>& f = val.constant->f;
     if (p == Precision::FP16)
       to_half(f.data(), reinterpret_cast<uint16_t*>(s->where(v)), static_cast<int64_t>(f.size()));
     else
       std::memcpy(s->where(v), f.data(), f.size() * sizeof(float));
+  }
+  // Weights an op keeps in its own layout; at fp16 packed in the fp32 workspace first
+  // (which holds each step's widened weights, so they fit) and then narrowed.
+  for (const Step& st : s->graph.steps) {
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      if (v < 0 || !s->graph.values[v].packed_floats) continue;
+      const Value& val = s->graph.values[v];
+      if (p == Precision::FP32) {
+        st.op->pack(i, val.constant->f.data(), reinterpret_cast<float*>(s->where(v)));
+        continue;
+      }
+      float* tmp = reinterpret_cast<float*>(s->workspace.data());
+      st.op->pack(i, val.constant->f.data(), tmp);
+      to_half(tmp, reinterpret_cast<uint16_t*>(s->where(v)), static_cast<int64_t>(val.packed_floats));
+    }
   }
   state_ = std::move(s);
 }

@@ -1,6 +1,7 @@
 // CPU implementations of the supported ONNX ops (fp32 arithmetic).
-// Conv runs as im2col + cblas_sgemm (1x1 stride-1 without im2col; small feature maps
-// with several images per GEMM), depthwise by direct loops; OpenBLAS threads the GEMMs,
+// Conv runs on oneDNN (onednn.h) where it has an optimized kernel, else as im2col +
+// cblas_sgemm (1x1 stride-1 without im2col; small feature maps with several images per
+// GEMM), depthwise by direct loops; OpenBLAS threads the GEMMs,
 // parallel_for (parallel.h) the loops around them (im2col, epilogues, pooling), OpenMP
 // (when built with it) the other elementwise loops.
 #include <cblas.h>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "geometry.h"
+#include "onednn.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -194,6 +196,8 @@ void apply_activation(float* y, int64_t n, const FusedActivation& act) {
     for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
   } else if (act.kind == FusedActivation::Kind::Clip) {
     for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], act.min), act.max);
+  } else if (act.kind == FusedActivation::Kind::Swish) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] / (1.f + std::exp(-y[i]));
   }
 }
 
@@ -203,6 +207,10 @@ void apply_activation(float* y, int64_t n, const FusedActivation& act) {
 /// side into one GEMM so that the weights are packed once for several images (ResNet's
 /// 7x7 and 14x14 stages run 2-3x faster than one image per GEMM).
 constexpr int64_t kConvGemmColumns = 1024;
+/// Multiply-adds per image from which a Conv runs on oneDNN: below it the fixed cost of a
+/// oneDNN call (an OpenMP fork-join per image, per-thread scratchpad buffers) outweighs the
+/// work, and the GEMM path, which stacks the images of small maps, is as fast.
+constexpr int64_t kOnednnMinMacs = int64_t{1} << 18;
 
 class ConvOp : public Op {
  public:
@@ -233,14 +241,52 @@ class ConvOp : public Op {
       if (stack_ > 1) ws_ = static_cast<size_t>((k + m_ / group_) * stack_ * p);  // columns + GEMM output
       else if (!pointwise_) ws_ = static_cast<size_t>(k * p);
     }
+    dnnl_params_.c = c_;
+    dnnl_params_.h = x[2];
+    dnnl_params_.w = x[3];
+    dnnl_params_.m = m_;
+    dnnl_params_.oh = win_[0].out;
+    dnnl_params_.ow = win_[1].out;
+    dnnl_params_.group = group_;
+    dnnl_params_.kh = kernel[0];
+    dnnl_params_.kw = kernel[1];
+    for (int d = 0; d < 2; ++d) {
+      dnnl_params_.stride[d] = win_[d].stride;
+      dnnl_params_.dilation[d] = win_[d].dil;
+      dnnl_params_.pad_begin[d] = win_[d].pad_begin;
+      dnnl_params_.pad_end[d] = win_[d].pad_end;
+    }
+    dnnl_params_.bias = has_bias_;
+    // oneDNN packs the weights once at prepare, so they must be constants
+    use_dnnl_ = in[1].constant && (!has_bias_ || in[2].constant) && m_ * p * k >= kOnednnMinMacs;
+    make_dnnl();
     return {x[0], m_, win_[0].out, win_[1].out};
   }
-  size_t workspace_floats() const override { return ws_; }
+  size_t workspace_floats() const override { return dnnl_ ? dnnl_->workspace_floats() : ws_; }
   bool fuse_residual(const FusedActivation& act) override {
     if (residual_ || act_.kind != FusedActivation::Kind::None) return false;
     residual_ = true;
     act_ = act;
+    make_dnnl();
     return true;
+  }
+  bool fuse_activation(const FusedActivation& act) override {
+    if (act_.kind != FusedActivation::Kind::None) return false;
+    act_ = act;
+    make_dnnl();
+    return true;
+  }
+  bool takes_channels_last() const override { return dnnl_ != nullptr; }
+  void set_channels_last(const std::vector<bool>& inputs, bool output) override {
+    dnnl_params_.src_nhwc = inputs.at(0);
+    dnnl_params_.residual_nhwc = residual_ && inputs.at(3);
+    dnnl_params_.dst_nhwc = output;
+    make_dnnl();
+    if (!dnnl_) throw std::logic_error("Conv: oneDNN refused NHWC layouts it took before");
+  }
+  size_t packed_floats(size_t i) const override { return dnnl_ && i == 1 ? dnnl_->packed_weight_floats() : 0; }
+  void pack(size_t i, const float* src, float* dst) const override {
+    if (dnnl_ && i == 1) dnnl_->pack_weights(src, dst);
   }
 
   void run(const OpArgs& a) const override {
@@ -251,6 +297,10 @@ class ConvOp : public Op {
     const float* bias = has_bias_ ? a.in[2] : nullptr;
     const float* res = residual_ ? a.in[3] : nullptr;
     float* y = a.out;
+    if (dnnl_) {
+      dnnl_->run(x, w, bias, res, y, batch, a.workspace);
+      return;
+    }
     if (depthwise_) {
       run_depthwise(x, w, bias, res, y, batch, h, wd);
       return;
@@ -265,6 +315,13 @@ class ConvOp : public Op {
   }
 
  private:
+  /// The oneDNN convolution for the current epilogue and layouts, if it has a kernel.
+  void make_dnnl() {
+    dnnl_params_.residual = residual_;
+    dnnl_params_.act = act_;
+    dnnl_ = use_dnnl_ ? OnednnConv::create(dnnl_params_) : nullptr;
+  }
+
   /// One image, one group: the GEMM writes y directly. The bias (plus the residual) is
   /// put in y first and the GEMM accumulates onto it (beta 1), which costs what
   /// OpenBLAS's beta-0 clearing pass would and saves a pass over the output.
@@ -411,6 +468,9 @@ class ConvOp : public Op {
   std::vector<Window> win_;
   int64_t stack_ = 1;  ///< images per GEMM (fewer in the last chunk)
   size_t ws_ = 0;
+  bool use_dnnl_ = false;
+  ConvParams dnnl_params_;
+  std::unique_ptr<OnednnConv> dnnl_;  ///< null: im2col + GEMM or direct depthwise loops
 };
 
 // ---------------------------------------------------------------- BatchNorm --------

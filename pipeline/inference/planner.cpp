@@ -45,7 +45,8 @@ namespace {
 size_t fp16_step_floats(const ResolvedGraph& g, const std::vector<int64_t>& unit, size_t k, int64_t chunk) {
   auto elems = [&](int v) -> size_t {
     const Value& val = g.values[v];
-    if (val.constant || !unit[v]) return numel(val.shape);
+    if (val.constant) return stored_floats(val);
+    if (!unit[v]) return static_cast<size_t>(numel(val.shape));
     return numel(val.shape) / val.shape[0] * unit[v] * chunk;
   };
   const Step& s = g.steps[k];
@@ -78,7 +79,7 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
   std::vector<size_t> act_value;
   for (size_t k = 0; k < g.values.size(); ++k) {
     const Value& v = g.values[k];
-    const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
+    const size_t bytes = align_up(stored_floats(v) * es);
     if (v.constant) {
       if (!v.weight) continue;
       l.offset[k] = l.plan.weight_bytes;
