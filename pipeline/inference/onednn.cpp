@@ -70,16 +70,66 @@ dnnl::primitive_attr user_scratchpad() {
 
 }  // namespace
 
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  use_inference_threads();
+  const dnnl_status_t st =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) throw std::runtime_error("oneDNN sgemm failed with status " + std::to_string(st));
+}
+
+/// One image's convolution (NHWC). Images go one by one, whatever the batch, so that an
+/// image's results never depend on the batch it runs in.
+struct Kernel {
+  memory::desc src, dst;
+  dnnl::convolution_forward::primitive_desc pd;
+  mutable dnnl::convolution_forward prim;  // made at the first run(): describing is cheap, generating code not
+};
+
 struct OnednnConv::Impl {
   ConvParams p;
-  memory::desc src_md, res_plain_md, dst_md, dst_plain_md, src_plain_md, w_plain_md;
-  dnnl::convolution_forward::primitive_desc pd;
+  memory::desc w_plain, bias, src_plain, dst_plain;
+  Kernel one;
   dnnl::reorder::primitive_desc src_reorder, res_reorder, dst_reorder;  // NCHW <-> NHWC
   size_t scratch = 0, src_copy = 0, dst_copy = 0;  // floats, in that order in the workspace
-  // Made at the first run(): describing is cheap, generating the kernels is not.
   mutable bool made = false;
-  mutable dnnl::convolution_forward conv;
   mutable dnnl::reorder to_nhwc_src, to_nhwc_res, to_nchw_dst;
+
+  /// False when oneDNN has only its reference kernel (or none) for it.
+  bool describe(Kernel& k, const memory::desc& weights) const {
+    k.src = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nhwc);
+    k.dst = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nhwc);
+    // A residual in NHWC is added as a binary post-op read in place; in NCHW it is first
+    // copied into dst in NHWC, and the sum post-op adds what dst holds.
+    dnnl::post_ops po;
+    if (p.residual && p.residual_nhwc) po.append_binary(dnnl::algorithm::binary_add, k.dst);
+    if (p.residual && !p.residual_nhwc) po.append_sum(1.f);
+    if (p.act.kind == FusedActivation::Kind::Relu) append_eltwise(po, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    if (p.act.kind == FusedActivation::Kind::Clip)
+      append_eltwise(po, dnnl::algorithm::eltwise_clip, p.act.min, p.act.max);
+    if (p.act.kind == FusedActivation::Kind::Swish) append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
+    dnnl::primitive_attr attr = user_scratchpad();
+    attr.set_post_ops(po);
+    try {
+      k.pd = conv_primitive_desc(cpu_engine(), k.src, weights, bias, k.dst, {p.stride[0], p.stride[1]},
+                                 {p.dilation[0] - 1, p.dilation[1] - 1}, {p.pad_begin[0], p.pad_begin[1]},
+                                 {p.pad_end[0], p.pad_end[1]}, attr);
+    } catch (const dnnl::error&) {
+      return false;  // a geometry oneDNN does not take
+    }
+    return std::string(k.pd.impl_info_str()).find("ref") == std::string::npos;
+  }
+
+  void execute(const Kernel& k, const dnnl::stream& stream, const memory& src, const memory& weights,
+               const memory& bias_mem, const memory& dst, const float* res, const memory& scratch) const {
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
+    if (p.bias) args.emplace(DNNL_ARG_BIAS, bias_mem);
+    if (p.residual && p.residual_nhwc)
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                   memory(k.dst, stream.get_engine(), const_cast<float*>(res)));
+    k.prim.execute(stream, args);
+  }
 };
 
 OnednnConv::OnednnConv(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -89,63 +139,43 @@ std::unique_ptr<OnednnConv> OnednnConv::create(const ConvParams& p) {
   use_inference_threads();
   auto s = std::make_unique<Impl>();
   s->p = p;
-  const memory::dims in{1, p.c, p.h, p.w}, out{1, p.m, p.oh, p.ow};
-  s->src_md = memory::desc(in, kF32, Tag::nhwc);
-  s->src_plain_md = memory::desc(in, kF32, Tag::nchw);
-  s->dst_md = memory::desc(out, kF32, Tag::nhwc);
-  s->dst_plain_md = memory::desc(out, kF32, Tag::nchw);
   const int64_t g = p.group;
   const memory::dims w_dims = g == 1 ? memory::dims{p.m, p.c, p.kh, p.kw}
                                      : memory::dims{g, p.m / g, p.c / g, p.kh, p.kw};
-  s->w_plain_md = memory::desc(w_dims, kF32, g == 1 ? Tag::oihw : Tag::goihw);
-  const memory::desc w_any(w_dims, kF32, Tag::any);
-  const memory::desc bias_md = p.bias ? memory::desc({p.m}, kF32, Tag::x) : memory::desc();
+  s->w_plain = memory::desc(w_dims, kF32, g == 1 ? Tag::oihw : Tag::goihw);
+  s->bias = p.bias ? memory::desc({p.m}, kF32, Tag::x) : memory::desc();
+  s->src_plain = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nchw);
+  s->dst_plain = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nchw);
+  if (!s->describe(s->one, memory::desc(w_dims, kF32, Tag::any))) return nullptr;
 
-  dnnl::post_ops po;
-  if (p.residual) po.append_sum(1.f);
-  if (p.act.kind == FusedActivation::Kind::Relu) append_eltwise(po, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-  if (p.act.kind == FusedActivation::Kind::Clip)
-    append_eltwise(po, dnnl::algorithm::eltwise_clip, p.act.min, p.act.max);
-  if (p.act.kind == FusedActivation::Kind::Swish) append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
-  dnnl::primitive_attr attr = user_scratchpad();
-  attr.set_post_ops(po);
-  try {
-    s->pd = conv_primitive_desc(cpu_engine(), s->src_md, w_any, bias_md, s->dst_md, {p.stride[0], p.stride[1]},
-                                {p.dilation[0] - 1, p.dilation[1] - 1}, {p.pad_begin[0], p.pad_begin[1]},
-                                {p.pad_end[0], p.pad_end[1]}, attr);
-  } catch (const dnnl::error&) {
-    return nullptr;  // a geometry oneDNN does not take
-  }
-  if (std::string(s->pd.impl_info_str()).find("ref") != std::string::npos) return nullptr;
-
-  size_t scratch = s->pd.scratchpad_desc().get_size();
+  size_t scratch = s->one.pd.scratchpad_desc().get_size();
   auto layout_copy = [&](const memory::desc& from, const memory::desc& to) {
     dnnl::reorder::primitive_desc r(cpu_engine(), from, cpu_engine(), to, user_scratchpad());
     scratch = std::max(scratch, r.scratchpad_desc().get_size());
     return r;
   };
-  if (!p.src_nhwc) s->src_reorder = layout_copy(s->src_plain_md, s->src_md);
-  if (p.residual && !p.residual_nhwc) s->res_reorder = layout_copy(s->dst_plain_md, s->dst_md);
-  if (!p.dst_nhwc) s->dst_reorder = layout_copy(s->dst_md, s->dst_plain_md);
+  if (!p.src_nhwc) s->src_reorder = layout_copy(s->src_plain, s->one.src);
+  if (p.residual && !p.residual_nhwc) s->res_reorder = layout_copy(s->dst_plain, s->one.dst);
+  if (!p.dst_nhwc) s->dst_reorder = layout_copy(s->one.dst, s->dst_plain);
   s->scratch = floats_of(scratch);
-  s->src_copy = p.src_nhwc ? 0 : floats_of(s->src_md.get_size());
-  s->dst_copy = p.dst_nhwc ? 0 : floats_of(s->dst_md.get_size());
+  s->src_copy = p.src_nhwc ? 0 : floats_of(s->one.src.get_size());
+  s->dst_copy = p.dst_nhwc ? 0 : floats_of(s->one.dst.get_size());
 
   std::unique_ptr<OnednnConv> conv(new OnednnConv(std::move(s)));
   const Impl& i = *conv->impl_;
   conv->ws_floats_ = i.scratch + i.src_copy + i.dst_copy;
-  conv->packed_floats_ = floats_of(i.pd.weights_desc().get_size());
+  conv->packed_floats_ = floats_of(i.one.pd.weights_desc().get_size());
   return conv;
 }
 
-const char* OnednnConv::kernel() const { return impl_->pd.impl_info_str(); }
+const char* OnednnConv::kernel() const { return impl_->one.pd.impl_info_str(); }
 
 void OnednnConv::pack_weights(const float* oihw, float* dst) const {
   use_inference_threads();
   const Impl& s = *impl_;
   dnnl::stream stream(cpu_engine());
-  memory from(s.w_plain_md, cpu_engine(), const_cast<float*>(oihw));
-  memory to(s.pd.weights_desc(), cpu_engine(), dst);
+  memory from(s.w_plain, cpu_engine(), const_cast<float*>(oihw));
+  memory to(s.one.pd.weights_desc(), cpu_engine(), dst);
   dnnl::reorder(from, to).execute(stream, from, to);
   stream.wait();
 }
@@ -156,7 +186,7 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
   const Impl& s = *impl_;
   const ConvParams& p = s.p;
   if (!s.made) {
-    s.conv = dnnl::convolution_forward(s.pd);
+    s.one.prim = dnnl::convolution_forward(s.one.pd);
     if (!p.src_nhwc) s.to_nhwc_src = dnnl::reorder(s.src_reorder);
     if (p.residual && !p.residual_nhwc) s.to_nhwc_res = dnnl::reorder(s.res_reorder);
     if (!p.dst_nhwc) s.to_nchw_dst = dnnl::reorder(s.dst_reorder);
@@ -164,13 +194,14 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
   }
   const dnnl::engine& eng = cpu_engine();
   dnnl::stream stream(eng);
-  memory scratch(s.pd.scratchpad_desc(), eng, ws);
+  memory scratch(memory::desc({static_cast<int64_t>(s.scratch * sizeof(float))}, memory::data_type::u8, Tag::x),
+                 eng, ws);
+  memory weights(s.one.pd.weights_desc(), eng, const_cast<float*>(w));
+  memory bias_mem = p.bias ? memory(s.bias, eng, const_cast<float*>(bias)) : memory();
   float* src_copy = ws + s.scratch;
   float* dst_copy = src_copy + s.src_copy;
-  memory weights(s.pd.weights_desc(), eng, const_cast<float*>(w));
-  memory bias_mem = p.bias ? memory(memory::desc({p.m}, kF32, Tag::x), eng, const_cast<float*>(bias)) : memory();
-  memory src(s.src_md, eng, src_copy), dst(s.dst_md, eng, dst_copy);
-  memory src_plain(s.src_plain_md, eng, nullptr), dst_plain(s.dst_plain_md, eng, nullptr);
+  memory src(s.one.src, eng, src_copy), dst(s.one.dst, eng, dst_copy);
+  memory src_plain(s.src_plain, eng, nullptr), dst_plain(s.dst_plain, eng, nullptr);
   const int64_t in_img = p.c * p.h * p.w, out_img = p.m * p.oh * p.ow;
   for (int64_t i = 0; i < n; ++i) {
     float* xi = const_cast<float*>(x + i * in_img);
@@ -181,19 +212,12 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
       s.to_nhwc_src.execute(stream, {{DNNL_ARG_FROM, src_plain}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
     }
     if (p.dst_nhwc) dst.set_data_handle(y + i * out_img);
-    if (p.residual) {  // the sum post-op adds what dst holds
-      float* ri = const_cast<float*>(res + i * out_img);
-      if (!p.residual_nhwc) {
-        dst_plain.set_data_handle(ri);
-        s.to_nhwc_res.execute(stream, {{DNNL_ARG_FROM, dst_plain}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
-      } else {
-        std::memcpy(dst.get_data_handle(), ri, static_cast<size_t>(out_img) * sizeof(float));
-      }
+    const float* ri = res ? res + i * out_img : nullptr;
+    if (p.residual && !p.residual_nhwc) {  // into dst, where the sum post-op reads it
+      dst_plain.set_data_handle(const_cast<float*>(ri));
+      s.to_nhwc_res.execute(stream, {{DNNL_ARG_FROM, dst_plain}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
     }
-    std::unordered_map<int, memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
-    if (p.bias) args.emplace(DNNL_ARG_BIAS, bias_mem);
-    s.conv.execute(stream, args);
+    s.execute(s.one, stream, src, weights, bias_mem, dst, ri, scratch);
     if (!p.dst_nhwc) {
       dst_plain.set_data_handle(y + i * out_img);
       s.to_nchw_dst.execute(stream, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dst_plain}, {DNNL_ARG_SCRATCHPAD, scratch}});

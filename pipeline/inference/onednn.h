@@ -1,8 +1,8 @@
 #pragma once
-// 2-D convolution on oneDNN (libdnnl 2.x or 3.x) for the CPU executor: direct, grouped and
-// depthwise kernels computing channels-last (NHWC), one image per call, with bias, a
-// residual (sum) and Relu/Clip/Swish as fused post-ops. Every buffer comes from the caller:
-// the weights in oneDNN's own layout (pack_weights(), done once at prepare) and a user
+// oneDNN (libdnnl 2.x or 3.x) for the CPU executor: its GEMM, and 2-D convolution (direct,
+// grouped and depthwise kernels computing channels-last (NHWC) image by image, with bias, a
+// residual and Relu/Clip/Swish as fused post-ops). Every buffer comes from the caller: the
+// weights in oneDNN's own layout (pack_weights(), done once at prepare) and a user
 // scratchpad plus NCHW<->NHWC copies in the op's planned workspace.
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +11,11 @@
 #include "graph.h"
 
 namespace imgpipe::infer {
+
+/// Row-major C = alpha * op(A) * op(B) + beta * C (op: transposed when asked), M x N by K,
+/// on oneDNN's GEMM and threads (parallel_threads()).
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 /// Geometry and epilogue of one Conv, per image.
 struct ConvParams {
