@@ -1,6 +1,7 @@
 // The CPU executor's last passes over a resolved graph (prepare_cpu_graph() in resolve.h):
 // Swish fusion, channels-last activations between the ops that take them, and a value of
 // its own for each packed weight.
+#include <algorithm>
 #include <vector>
 
 #include "resolve.h"
@@ -103,6 +104,21 @@ void assign_packed_weights(ResolvedGraph& g) {
     if (g.values[v].constant && readers[v] == 0) g.values[v].weight = false;
 }
 
+/// A step whose op can write over an input (Op::in_place_input()) does so when that input
+/// dies there and has the output's size: a residual added in place saves a copy.
+void write_in_place(ResolvedGraph& g) {
+  for (size_t k = 0; k < g.steps.size(); ++k) {
+    Step& st = g.steps[k];
+    const int i = st.op->in_place_input();
+    if (i < 0 || i >= static_cast<int>(st.inputs.size()) || st.inputs[i] < 0) continue;
+    const int v = st.inputs[i];
+    const Value& in = g.values[v];
+    const bool read_twice = std::count(st.inputs.begin(), st.inputs.end(), v) > 1;
+    if (!in.constant && !read_twice && in.last_use == static_cast<int>(k) && in.shape == g.values[st.output].shape)
+      st.in_place = i;
+  }
+}
+
 }  // namespace
 
 void prepare_cpu_graph(ResolvedGraph& g) {
@@ -110,6 +126,7 @@ void prepare_cpu_graph(ResolvedGraph& g) {
   fuse_silu(g);
   choose_channels_last(g);
   assign_packed_weights(g);
+  write_in_place(g);
 }
 
 }  // namespace imgpipe::infer

@@ -99,11 +99,10 @@ struct OnednnConv::Impl {
   bool describe(Kernel& k, const memory::desc& weights) const {
     k.src = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nhwc);
     k.dst = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nhwc);
-    // A residual in NHWC is added as a binary post-op read in place; in NCHW it is first
-    // copied into dst in NHWC, and the sum post-op adds what dst holds.
+    // The residual is put in dst first (nothing to do when the planner put the output over
+    // it), and the sum post-op adds what dst holds.
     dnnl::post_ops po;
-    if (p.residual && p.residual_nhwc) po.append_binary(dnnl::algorithm::binary_add, k.dst);
-    if (p.residual && !p.residual_nhwc) po.append_sum(1.f);
+    if (p.residual) po.append_sum(1.f);
     if (p.act.kind == FusedActivation::Kind::Relu) append_eltwise(po, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
     if (p.act.kind == FusedActivation::Kind::Clip)
       append_eltwise(po, dnnl::algorithm::eltwise_clip, p.act.min, p.act.max);
@@ -121,13 +120,10 @@ struct OnednnConv::Impl {
   }
 
   void execute(const Kernel& k, const dnnl::stream& stream, const memory& src, const memory& weights,
-               const memory& bias_mem, const memory& dst, const float* res, const memory& scratch) const {
+               const memory& bias_mem, const memory& dst, const memory& scratch) const {
     std::unordered_map<int, memory> args{
         {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
     if (p.bias) args.emplace(DNNL_ARG_BIAS, bias_mem);
-    if (p.residual && p.residual_nhwc)
-      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-                   memory(k.dst, stream.get_engine(), const_cast<float*>(res)));
     k.prim.execute(stream, args);
   }
 };
@@ -212,12 +208,16 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
       s.to_nhwc_src.execute(stream, {{DNNL_ARG_FROM, src_plain}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
     }
     if (p.dst_nhwc) dst.set_data_handle(y + i * out_img);
-    const float* ri = res ? res + i * out_img : nullptr;
-    if (p.residual && !p.residual_nhwc) {  // into dst, where the sum post-op reads it
-      dst_plain.set_data_handle(const_cast<float*>(ri));
-      s.to_nhwc_res.execute(stream, {{DNNL_ARG_FROM, dst_plain}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    if (p.residual) {  // into dst, where the sum post-op reads it
+      float* ri = const_cast<float*>(res + i * out_img);
+      if (!p.residual_nhwc) {
+        dst_plain.set_data_handle(ri);
+        s.to_nhwc_res.execute(stream, {{DNNL_ARG_FROM, dst_plain}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+      } else if (dst.get_data_handle() != ri) {
+        std::memcpy(dst.get_data_handle(), ri, static_cast<size_t>(out_img) * sizeof(float));
+      }
     }
-    s.execute(s.one, stream, src, weights, bias_mem, dst, ri, scratch);
+    s.execute(s.one, stream, src, weights, bias_mem, dst, scratch);
     if (!p.dst_nhwc) {
       dst_plain.set_data_handle(y + i * out_img);
       s.to_nchw_dst.execute(stream, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dst_plain}, {DNNL_ARG_SCRATCHPAD, scratch}});

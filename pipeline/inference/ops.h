@@ -38,6 +38,9 @@ class Op {
   /// Asks the op to add a residual (data input 3, the output's shape) to its result and
   /// then apply `act`; false when it cannot. Called after setup(); see fuse_residual_adds().
   virtual bool fuse_residual(const FusedActivation& act) { (void)act; return false; }
+  /// Input whose memory run() may write the output over (reading each element before
+  /// writing it); -1 when none. choose_cpu_layouts() uses it when that input dies there.
+  virtual int in_place_input() const { return -1; }
   /// Asks the op to apply `act` to its result; false when it cannot (fuse_silu()).
   virtual bool fuse_activation(const FusedActivation& act) { (void)act; return false; }
   /// True when run() can also read and write its 4-D activations (data input 0, a fused

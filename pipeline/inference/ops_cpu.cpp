@@ -267,6 +267,13 @@ class ConvOp : public Op {
     return true;
   }
   bool takes_channels_last() const override { return dnnl_ != nullptr; }
+  /// The residual, image by image read before the output is written, when it is in the
+  /// output's layout (the direct depthwise loops add it last: not those).
+  int in_place_input() const override {
+    if (!residual_) return -1;
+    if (dnnl_) return dnnl_params_.residual_nhwc == dnnl_params_.dst_nhwc ? 3 : -1;
+    return depthwise_ ? -1 : 3;
+  }
   void set_channels_last(const std::vector<bool>& inputs, bool output) override {
     dnnl_params_.src_nhwc = inputs.at(0);
     dnnl_params_.residual_nhwc = residual_ && inputs.at(3);
@@ -744,10 +751,10 @@ class ConcatOp : public Op {
 };
 
 // ---------------------------------------------------------------- Gemm / MatMul ----
-/// Rows of A per GEMM call of Gemm, and of MatMul by a 2-D weight: every call has this
+/// Rows of A per GEMM call of Gemm (and of a 2-D MatMul by a weight): every call has this
 /// many (the last tile padded with zeros), so a row's result, which a GEMM's blocking and
 /// threading could make depend on M, never depends on the batch.
-constexpr int64_t kGemmTileRows = 64;
+constexpr int64_t kGemmTileRows = 16;
 inline size_t gemm_tile_floats(int64_t k, int64_t n) { return static_cast<size_t>(kGemmTileRows * (k + n)); }
 
 /// C[M,N] = alpha * op(A) * op(B) + beta * C, A [M,K] (rows lda apart; [K,M] when ta), in
@@ -817,7 +824,7 @@ class MatMulOp : public Op {
     Shape batch = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
     batch.push_back(a[a.size() - 2]);
     batch.push_back(b.back());
-    ws_ = b.size() == 2 ? gemm_tile_floats(a.back(), b.back()) : 0;
+    ws_ = a.size() == 2 && b.size() == 2 ? gemm_tile_floats(a.back(), b.back()) : 0;
     return batch;
   }
   size_t workspace_floats() const override { return ws_; }
@@ -825,8 +832,14 @@ class MatMulOp : public Op {
     const Shape &sa = a.in_shapes[0], &sb = a.in_shapes[1];
     const Shape& out = *a.out_shape;
     const int64_t k = sa.back(), n = sb.back();
-    if (sb.size() == 2) {  // fold A's leading dims into M
-      gemm_tiled(false, false, numel(sa) / k, n, k, 1.f, a.in[0], k, a.in[1], n, 0.f, a.out, a.workspace);
+    if (sa.size() == 2 && sb.size() == 2) {
+      gemm_tiled(false, false, sa[0], n, k, 1.f, a.in[0], k, a.in[1], n, 0.f, a.out, a.workspace);
+      return;
+    }
+    if (sb.size() == 2) {  // by a weight: A's dims after the first folded into M, one GEMM per index of the first
+      const int64_t m = numel(sa) / sa[0] / k;
+      for (int64_t i = 0; i < sa[0]; ++i)
+        sgemm(false, false, m, n, k, 1.f, a.in[0] + i * m * k, k, a.in[1], n, 0.f, a.out + i * m * n, n);
       return;
     }
     const int64_t m = sa[sa.size() - 2];

@@ -75,8 +75,15 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
   const size_t es = element_size(p);
   Layout l;
   l.offset.assign(g.values.size(), 0);
+  // A step's output written over one of its inputs (Step::in_place) shares its memory:
+  // one interval from the first's definition to the last's last use.
+  std::vector<int> root(g.values.size());
+  for (size_t k = 0; k < root.size(); ++k) root[k] = static_cast<int>(k);
+  for (const Step& st : g.steps)
+    if (st.in_place >= 0) root[st.output] = root[st.inputs[st.in_place]];
   std::vector<Interval> acts;
   std::vector<size_t> act_value;
+  std::vector<int> slot(g.values.size(), -1);  // per root: its interval
   for (size_t k = 0; k < g.values.size(); ++k) {
     const Value& v = g.values[k];
     const size_t bytes = align_up(stored_floats(v) * es);
@@ -85,14 +92,23 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
       l.offset[k] = l.plan.weight_bytes;
       l.plan.weight_bytes += bytes;
     } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
-      acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
-      act_value.push_back(k);
       l.sum_activation_bytes += bytes;
+      const int first = std::max(v.def, 0), last = std::max(v.last_use, v.def);
+      int& s = slot[root[k]];
+      if (s >= 0) {  // values of one root come in step order: extend its interval
+        acts[s].first = std::min(acts[s].first, first);
+        acts[s].last = std::max(acts[s].last, last);
+        continue;
+      }
+      s = static_cast<int>(acts.size());
+      acts.push_back({bytes, first, last});
+      act_value.push_back(k);
     }
   }
   std::vector<size_t> offsets;
   l.plan.arena_bytes = assign_offsets(acts, offsets);
-  for (size_t k = 0; k < acts.size(); ++k) l.offset[act_value[k]] = offsets[k];
+  for (size_t k = 0; k < g.values.size(); ++k)
+    if (slot[root[k]] >= 0 && !g.values[k].constant) l.offset[k] = offsets[slot[root[k]]];
 
   const std::vector<int64_t> chunk =
       p == Precision::FP16 ? fp16_chunk_images(g, unit, separable, batch) : std::vector<int64_t>{};

@@ -30,6 +30,7 @@ struct Step {
   std::vector<int> inputs;  ///< value indices; -1 for a left-out optional input
   int output = -1;
   size_t workspace_floats = 0;
+  int in_place = -1;  ///< CPU: input whose memory the output takes (it dies here), -1: none
 };
 
 struct ResolvedGraph {
