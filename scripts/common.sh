@@ -7,7 +7,7 @@
 IMGPIPE_TOOLS=(c++:build-essential make:build-essential cmake:cmake pkg-config:pkg-config ccache:ccache)
 # Libraries the tool needs to build and run, and those only the tests need.
 IMGPIPE_PACKAGES=(libopencv-core-dev libopencv-imgproc-dev libopencv-imgcodecs-dev libturbojpeg0-dev libpng-dev
-  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libopenblas-dev)
+  libyaml-cpp-dev libcli11-dev nlohmann-json3-dev libonnx-dev libprotobuf-dev libdnnl-dev)
 IMGPIPE_TEST_PACKAGES=(libgtest-dev libopencv-dnn-dev python3-pil)
 
 # The packages of the tools that are not on PATH.

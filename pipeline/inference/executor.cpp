@@ -70,6 +70,7 @@ struct Executor::Prepared {
   ResolvedGraph graph;
   Layout layout;
   Buffer arena, workspace;  // the weights are the model's own constants, read in place
+  Buffer packed;            // ... or, for an op that packs them (Op::pack()), its own layout
   // Per value: dim 0 for one image when it scales with the batch, else 0.
   std::vector<int64_t> unit0;
   bool separable = true;
@@ -136,6 +137,7 @@ struct Executor::Prepared {
 
   char* where(int v) const {
     const Value& val = graph.values[v];
+    if (val.packed_floats) return packed.data() + layout.offset[v];
     if (val.constant) return reinterpret_cast<char*>(const_cast<float*>(val.constant->f.data()));
     return arena.data() + layout.offset[v];
   }
@@ -187,7 +189,7 @@ void Executor::prepare(int batch, Precision p) {
   s->batch = batch;
   s->precision = p;
   s->graph = resolve(g, batch);
-  fuse_residual_adds(s->graph);  // Model::plan() does the same
+  prepare_cpu_graph(s->graph);  // Model::plan() does the same
   // Which tensors carry the batch in dim 0: compare with the graph resolved at batch 1.
   const ResolvedGraph one = resolve(g, 1);
   s->layout = make_layout(s->graph, one, batch, p);
@@ -208,6 +210,15 @@ void Executor::prepare(int batch, Precision p) {
   const MemoryPlan& plan = s->layout.plan;
   s->arena = Buffer(allocator_, plan.arena_bytes);
   s->workspace = Buffer(allocator_, plan.workspace_bytes);
+  s->packed = Buffer(allocator_, plan.packed_bytes);
+  // Weights an op keeps in its own layout (Op::pack()), packed from the model's fp32
+  // constants; fp32 at both precisions, as the constants themselves.
+  for (const Step& st : s->graph.steps)
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      if (v >= 0 && s->graph.values[v].packed_floats)
+        st.op->pack(i, s->graph.values[v].constant->f.data(), reinterpret_cast<float*>(s->where(v)));
+    }
   state_ = std::move(s);
 }
 

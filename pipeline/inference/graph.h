@@ -40,9 +40,9 @@ struct Constant {
   int64_t int_at(int64_t k) const { return type == Type::Int64 ? i[k] : static_cast<int64_t>(f[k]); }
 };
 
-/// Activation fused into a Conv at load (Relu, Clip/Relu6).
+/// Activation fused into a Conv at load (Relu, Clip/Relu6), or by fuse_silu() (Swish: x * sigmoid(x)).
 struct FusedActivation {
-  enum class Kind { None, Relu, Clip } kind = Kind::None;
+  enum class Kind { None, Relu, Clip, Swish } kind = Kind::None;
   float min = 0.f, max = 0.f;
 };
 

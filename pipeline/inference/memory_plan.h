@@ -12,8 +12,10 @@ struct MemoryPlan {
   size_t weight_bytes = 0;
   size_t arena_bytes = 0;      ///< activations, shared by liveness
   size_t workspace_bytes = 0;  ///< largest per-op scratch (im2col, fp16 widening)
-  size_t total() const { return weight_bytes + arena_bytes + workspace_bytes; }
-  size_t batch_bytes() const { return arena_bytes + workspace_bytes; }  ///< allocated per prepare()
+  size_t packed_bytes = 0;     ///< CPU: weights in an op's own layout (oneDNN's), fp32
+  size_t total() const { return weight_bytes + batch_bytes(); }
+  /// Allocated per prepare().
+  size_t batch_bytes() const { return arena_bytes + workspace_bytes + packed_bytes; }
 };
 
 }  // namespace imgpipe::infer

@@ -36,7 +36,7 @@ namespace {
 /// The graph as the CPU executor runs it at `batch` (same as Executor::prepare()).
 ResolvedGraph resolve_for_cpu(const Graph& g, int batch) {
   ResolvedGraph r = resolve(g, batch);
-  fuse_residual_adds(r);
+  prepare_cpu_graph(r);
   return r;
 }
 }  // namespace

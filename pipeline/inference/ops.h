@@ -38,6 +38,22 @@ class Op {
   /// Asks the op to add a residual (data input 3, the output's shape) to its result and
   /// then apply `act`; false when it cannot. Called after setup(); see fuse_residual_adds().
   virtual bool fuse_residual(const FusedActivation& act) { (void)act; return false; }
+  /// Input whose memory run() may write the output over (reading each element before
+  /// writing it); -1 when none. choose_cpu_layouts() uses it when that input dies there.
+  virtual int in_place_input() const { return -1; }
+  /// Asks the op to apply `act` to its result; false when it cannot (fuse_silu()).
+  virtual bool fuse_activation(const FusedActivation& act) { (void)act; return false; }
+  /// True when run() can also read and write its 4-D activations (data input 0, a fused
+  /// residual, the output) channels-last (NHWC); see choose_cpu_layouts().
+  virtual bool takes_channels_last() const { return false; }
+  /// Which activations are NHWC: per input, and the output. Called after setup() and the
+  /// fusions; workspace_floats() may change.
+  virtual void set_channels_last(const std::vector<bool>& inputs, bool output) { (void)inputs; (void)output; }
+  /// Floats constant input i takes in the op's own layout (pack()); 0 when run() reads it
+  /// as the model gives it.
+  virtual size_t packed_floats(size_t i) const { (void)i; return 0; }
+  /// Writes constant input i (fp32, as the model gives it) in the op's layout, for run().
+  virtual void pack(size_t i, const float* src, float* dst) const { (void)i; (void)src; (void)dst; }
   /// Computes the output; the batch (dim 0) of the shapes may be below the setup() one.
   virtual void run(const OpArgs& a) const = 0;
 };

@@ -1,10 +1,9 @@
 // CPU implementations of the supported ONNX ops (fp32 arithmetic).
-// Conv runs as im2col + cblas_sgemm (1x1 stride-1 without im2col; small feature maps
-// with several images per GEMM), depthwise by direct loops; OpenBLAS threads the GEMMs,
-// parallel_for (parallel.h) the loops around them (im2col, epilogues, pooling), OpenMP
-// (when built with it) the other elementwise loops.
-#include <cblas.h>
-
+// Conv runs on oneDNN (onednn.h) where it has an optimized kernel, else as im2col + GEMM
+// (1x1 stride-1 without im2col), depthwise by direct loops. GEMMs are oneDNN's sgemm;
+// oneDNN's OpenMP threads also run parallel_for (parallel.h) and the elementwise loops.
+// An image's results never depend on the batch it runs in: every convolution and GEMM
+// call has the same shape whatever the batch (one image, or a fixed tile of rows).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +12,7 @@
 #include <string>
 
 #include "geometry.h"
+#include "onednn.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -138,7 +138,7 @@ class BinaryOp : public Op {
     float* y = a.out;
     const int64_t n = numel(out);
     if (sa == sb) {
-      apply(pa, 1, pb, 1, y, n);
+      parallel_items(n, 1, [&](int64_t i0, int64_t i1) { apply(pa + i0, 1, pb + i0, 1, y + i0, i1 - i0); });
       return;
     }
     const size_t r = out.size();
@@ -148,17 +148,18 @@ class BinaryOp : public Op {
     broadcast_strides(sb, out, st_b);
     const int64_t inner = r ? out[r - 1] : 1;
     const int64_t outer = inner ? n / inner : 0;
-#pragma omp parallel for
-    for (int64_t o = 0; o < outer; ++o) {
-      int64_t rem = o, off_a = 0, off_b = 0;
-      for (size_t k = r - 1; k-- > 0;) {
-        const int64_t idx = rem % out[k];
-        rem /= out[k];
-        off_a += idx * st_a[k];
-        off_b += idx * st_b[k];
+    parallel_items(outer, inner, [&](int64_t o0, int64_t o1) {
+      for (int64_t o = o0; o < o1; ++o) {
+        int64_t rem = o, off_a = 0, off_b = 0;
+        for (size_t k = r - 1; k-- > 0;) {
+          const int64_t idx = rem % out[k];
+          rem /= out[k];
+          off_a += idx * st_a[k];
+          off_b += idx * st_b[k];
+        }
+        apply(pa + off_a, st_a[r - 1], pb + off_b, st_b[r - 1], y + o * inner, inner);
       }
-      apply(pa + off_a, st_a[r - 1], pb + off_b, st_b[r - 1], y + o * inner, inner);
-    }
+    });
   }
 
  private:
@@ -194,15 +195,17 @@ void apply_activation(float* y, int64_t n, const FusedActivation& act) {
     for (int64_t i = 0; i < n; ++i) y[i] = y[i] > 0.f ? y[i] : 0.f;
   } else if (act.kind == FusedActivation::Kind::Clip) {
     for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], act.min), act.max);
+  } else if (act.kind == FusedActivation::Kind::Swish) {
+    for (int64_t i = 0; i < n; ++i) y[i] = y[i] / (1.f + std::exp(-y[i]));
   }
 }
 
 
 // ---------------------------------------------------------------- Conv -------------
-/// Columns (output pixels) one Conv GEMM aims for: below it, images are stacked side by
-/// side into one GEMM so that the weights are packed once for several images (ResNet's
-/// 7x7 and 14x14 stages run 2-3x faster than one image per GEMM).
-constexpr int64_t kConvGemmColumns = 1024;
+/// Multiply-adds per image from which a Conv runs on oneDNN's convolution: below it the
+/// fixed cost of its call and per-thread scratchpad outweigh the work, and im2col + GEMM
+/// is as fast.
+constexpr int64_t kOnednnMinMacs = int64_t{1} << 18;
 
 class ConvOp : public Op {
  public:
@@ -227,20 +230,60 @@ class ConvOp : public Op {
                  win_[0].pad_begin == 0 && win_[0].pad_end == 0 && win_[1].pad_begin == 0 &&
                  win_[1].pad_end == 0;
     const int64_t k = (c_ / group_) * kernel[0] * kernel[1], p = win_[0].out * win_[1].out;
-    stack_ = std::max<int64_t>(1, std::min<int64_t>(x[0], kConvGemmColumns / std::max<int64_t>(p, 1)));
-    ws_ = 0;
-    if (!depthwise_) {
-      if (stack_ > 1) ws_ = static_cast<size_t>((k + m_ / group_) * stack_ * p);  // columns + GEMM output
-      else if (!pointwise_) ws_ = static_cast<size_t>(k * p);
+    ws_ = depthwise_ || pointwise_ ? 0 : static_cast<size_t>(k * p);  // columns of one image
+    dnnl_params_.c = c_;
+    dnnl_params_.h = x[2];
+    dnnl_params_.w = x[3];
+    dnnl_params_.m = m_;
+    dnnl_params_.oh = win_[0].out;
+    dnnl_params_.ow = win_[1].out;
+    dnnl_params_.group = group_;
+    dnnl_params_.kh = kernel[0];
+    dnnl_params_.kw = kernel[1];
+    for (int d = 0; d < 2; ++d) {
+      dnnl_params_.stride[d] = win_[d].stride;
+      dnnl_params_.dilation[d] = win_[d].dil;
+      dnnl_params_.pad_begin[d] = win_[d].pad_begin;
+      dnnl_params_.pad_end[d] = win_[d].pad_end;
     }
+    dnnl_params_.bias = has_bias_;
+    // oneDNN packs the weights once at prepare, so they must be constants
+    use_dnnl_ = in[1].constant && (!has_bias_ || in[2].constant) && m_ * p * k >= kOnednnMinMacs;
+    make_dnnl();
     return {x[0], m_, win_[0].out, win_[1].out};
   }
-  size_t workspace_floats() const override { return ws_; }
+  size_t workspace_floats() const override { return dnnl_ ? dnnl_->workspace_floats() : ws_; }
   bool fuse_residual(const FusedActivation& act) override {
     if (residual_ || act_.kind != FusedActivation::Kind::None) return false;
     residual_ = true;
     act_ = act;
+    make_dnnl();
     return true;
+  }
+  bool fuse_activation(const FusedActivation& act) override {
+    if (act_.kind != FusedActivation::Kind::None) return false;
+    act_ = act;
+    make_dnnl();
+    return true;
+  }
+  bool takes_channels_last() const override { return dnnl_ != nullptr; }
+  /// The residual, image by image read before the output is written, when it is in the
+  /// output's layout (the direct depthwise loops add it last: not those).
+  int in_place_input() const override {
+    if (!residual_) return -1;
+    if (dnnl_) return dnnl_params_.residual_nhwc == dnnl_params_.dst_nhwc ? 3 : -1;
+    return depthwise_ ? -1 : 3;
+  }
+  void set_channels_last(const std::vector<bool>& inputs, bool output) override {
+    dnnl_params_.src_nhwc = inputs.at(0);
+    dnnl_params_.residual_nhwc = residual_ && inputs.at(3);
+    dnnl_params_.dst_nhwc = output;
+    make_dnnl();
+    if (!dnnl_) throw std::logic_error("Conv: oneDNN refused NHWC layouts it took before");
+  }
+  size_t packed_floats(size_t i) const override { return dnnl_ && i == 1 ? dnnl_->packed_weight_floats() : 0; }
+  void pack(size_t i, const float* src, float* dst) const override {
+    if (dnnl_ && i == 1) dnnl_->pack_weights(src, dst);
   }
 
   void run(const OpArgs& a) const override {
@@ -251,20 +294,26 @@ class ConvOp : public Op {
     const float* bias = has_bias_ ? a.in[2] : nullptr;
     const float* res = residual_ ? a.in[3] : nullptr;
     float* y = a.out;
+    if (dnnl_) {
+      dnnl_->run(x, w, bias, res, y, batch, a.workspace);
+      return;
+    }
     if (depthwise_) {
       run_depthwise(x, w, bias, res, y, batch, h, wd);
       return;
     }
-    for (int64_t b0 = 0; b0 < batch; b0 += stack_) {
-      const int64_t nb = std::min(stack_, batch - b0);
-      for (int64_t g = 0; g < group_; ++g) {
-        if (nb == 1) gemm_one(x, w, bias, res, y, b0, g, h, wd, a.workspace);
-        else gemm_stacked(x, w, bias, res, y, b0, nb, g, h, wd, a.workspace);
-      }
-    }
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t g = 0; g < group_; ++g) gemm_one(x, w, bias, res, y, b, g, h, wd, a.workspace);
   }
 
  private:
+  /// The oneDNN convolution for the current epilogue and layouts, if it has a kernel.
+  void make_dnnl() {
+    dnnl_params_.residual = residual_;
+    dnnl_params_.act = act_;
+    dnnl_ = use_dnnl_ ? OnednnConv::create(dnnl_params_) : nullptr;
+  }
+
   /// One image, one group: the GEMM writes y directly. The bias (plus the residual) is
   /// put in y first and the GEMM accumulates onto it (beta 1), which costs what
   /// OpenBLAS's beta-0 clearing pass would and saves a pass over the output.
@@ -293,47 +342,9 @@ class ConvOp : public Op {
         }
       });
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(p),
-                static_cast<int>(k), 1.f, w + g * mg * k, static_cast<int>(k), col, static_cast<int>(p),
-                bias || res ? 1.f : 0.f, yg, static_cast<int>(p));
+    sgemm(false, false, mg, p, k, 1.f, w + g * mg * k, k, col, p, bias || res ? 1.f : 0.f, yg, p);
     if (act_.kind != FusedActivation::Kind::None)
       parallel_items(mg, p, [&](int64_t m0, int64_t m1) { apply_activation(yg + m0 * p, (m1 - m0) * p, act_); });
-  }
-
-  /// nb images of one group side by side: columns [K, nb*P] and the GEMM output [Mg, nb*P]
-  /// in the workspace; bias, residual and activation are applied while scattering to NCHW.
-  void gemm_stacked(const float* x, const float* w, const float* bias, const float* res, float* y,
-                    int64_t b0, int64_t nb, int64_t g, int64_t h, int64_t wd, float* ws) const {
-    const int64_t p = win_[0].out * win_[1].out, cg = c_ / group_, mg = m_ / group_;
-    const int64_t k = cg * win_[0].k * win_[1].k, n = nb * p;
-    float* col = ws;
-    float* out = ws + k * n;
-    // (image, channel) pairs: every image's rows of the columns
-    parallel_items(nb * cg, (k / cg) * p, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t j = q / cg, c = q % cg;
-        const float* xg = x + ((b0 + j) * c_ + g * cg) * h * wd;
-        if (pointwise_) copy_floats(col + c * n + j * p, xg + c * p, p);
-        else im2col(xg, c, c + 1, h, wd, col + j * p, n);
-      }
-    });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(mg), static_cast<int>(n),
-                static_cast<int>(k), 1.f, w + g * mg * k, static_cast<int>(k), col, static_cast<int>(n), 0.f,
-                out, static_cast<int>(n));
-    parallel_items(nb * mg, p, [&](int64_t q0, int64_t q1) {
-      for (int64_t q = q0; q < q1; ++q) {
-        const int64_t j = q / mg, m = q % mg;
-        const float* src = out + m * n + j * p;
-        const int64_t at = ((b0 + j) * m_ + g * mg + m) * p;
-        float* dst = y + at;
-        const float b = bias ? bias[g * mg + m] : 0.f;
-        if (res)
-          for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b + res[at + i];
-        else
-          for (int64_t i = 0; i < p; ++i) dst[i] = src[i] + b;
-        apply_activation(dst, p, act_);
-      }
-    });
   }
 
   /// Columns of one image for channels [c0, c1): row (c, i, j) holds the input under
@@ -409,8 +420,10 @@ class ConvOp : public Op {
   bool has_bias_ = false, depthwise_ = false, pointwise_ = false;
   bool residual_ = false;  ///< input 3 is added before the activation (fuse_residual)
   std::vector<Window> win_;
-  int64_t stack_ = 1;  ///< images per GEMM (fewer in the last chunk)
   size_t ws_ = 0;
+  bool use_dnnl_ = false;
+  ConvParams dnnl_params_;
+  std::unique_ptr<OnednnConv> dnnl_;  ///< null: im2col + GEMM or direct depthwise loops
 };
 
 // ---------------------------------------------------------------- BatchNorm --------
@@ -552,13 +565,17 @@ class GlobalAveragePoolOp : public Op {
   void run(const OpArgs& a) const override {
     const Shape& s = a.in_shapes[0];
     const int64_t nc = s[0] * s[1], inner = numel(s) / std::max<int64_t>(nc, 1);
-#pragma omp parallel for
-    for (int64_t q = 0; q < nc; ++q) {
-      const float* x = a.in[0] + q * inner;
-      double sum = 0;
-      for (int64_t i = 0; i < inner; ++i) sum += x[i];
-      a.out[q] = static_cast<float>(sum / static_cast<double>(inner));
-    }
+    parallel_items(nc, inner, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const float* x = a.in[0] + q * inner;
+        double sum[4] = {0, 0, 0, 0};  // four chains: the adds overlap instead of waiting on one another
+        int64_t i = 0;
+        for (; i + 4 <= inner; i += 4)
+          for (int j = 0; j < 4; ++j) sum[j] += x[i + j];
+        for (; i < inner; ++i) sum[0] += x[i];
+        a.out[q] = static_cast<float>((sum[0] + sum[1] + sum[2] + sum[3]) / static_cast<double>(inner));
+      }
+    });
   }
 };
 
@@ -717,6 +734,29 @@ class ConcatOp : public Op {
 };
 
 // ---------------------------------------------------------------- Gemm / MatMul ----
+/// Rows of A per GEMM call of Gemm (and of a 2-D MatMul by a weight): every call has this
+/// many (the last tile padded with zeros), so a row's result, which a GEMM's blocking and
+/// threading could make depend on M, never depends on the batch.
+constexpr int64_t kGemmTileRows = 16;
+inline size_t gemm_tile_floats(int64_t k, int64_t n) { return static_cast<size_t>(kGemmTileRows * (k + n)); }
+
+/// C[M,N] = alpha * op(A) * op(B) + beta * C, A [M,K] (rows lda apart; [K,M] when ta), in
+/// tiles of kGemmTileRows rows through ws (gemm_tile_floats(k, n) floats).
+void gemm_tiled(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                const float* b, int64_t ldb, float beta, float* c, float* ws) {
+  float* at = ws;
+  float* ct = ws + kGemmTileRows * k;
+  for (int64_t t0 = 0; t0 < m; t0 += kGemmTileRows) {
+    const int64_t rows = std::min(kGemmTileRows, m - t0);
+    for (int64_t r = 0; r < kGemmTileRows; ++r)
+      for (int64_t i = 0; i < k; ++i)
+        at[r * k + i] = r >= rows ? 0.f : ta ? a[i * lda + t0 + r] : a[(t0 + r) * lda + i];
+    if (beta != 0.f) copy_floats(ct, c + t0 * n, rows * n);
+    sgemm(false, tb, kGemmTileRows, n, k, alpha, at, k, b, ldb, beta, ct, n);
+    copy_floats(c + t0 * n, ct, rows * n);
+  }
+}
+
 class GemmOp : public Op {
  public:
   explicit GemmOp(const Node& n)
@@ -731,8 +771,10 @@ class GemmOp : public Op {
     if (k != kb) unsupported("inner dimensions differ: " + to_string(a) + " x " + to_string(b));
     has_c_ = in.size() > 2 && !in[2].shape.empty();
     if (has_c_) broadcast_shapes(in[2].shape, {m, n});
+    ws_ = gemm_tile_floats(k, n);
     return {m, n};
   }
+  size_t workspace_floats() const override { return ws_; }
   void run(const OpArgs& a) const override {
     const Shape &sa = a.in_shapes[0], &sb = a.in_shapes[1];
     const int64_t m = (*a.out_shape)[0], n = (*a.out_shape)[1], k = ta_ ? sa[0] : sa[1];
@@ -746,15 +788,13 @@ class GemmOp : public Op {
         for (int64_t j = 0; j < n; ++j) a.out[i * n + j] = a.in[2][i * st[0] + j * st[1]];
       beta = beta_;
     }
-    cblas_sgemm(CblasRowMajor, ta_ ? CblasTrans : CblasNoTrans, tb_ ? CblasTrans : CblasNoTrans,
-                static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), alpha_, a.in[0],
-                static_cast<int>(sa[1]), a.in[1], static_cast<int>(sb[1]), beta, a.out,
-                static_cast<int>(n));
+    gemm_tiled(ta_, tb_, m, n, k, alpha_, a.in[0], sa[1], a.in[1], sb[1], beta, a.out, a.workspace);
   }
 
  private:
   bool ta_, tb_, has_c_ = false;
   float alpha_, beta_;
+  size_t ws_ = 0;
 };
 
 class MatMulOp : public Op {
@@ -767,17 +807,22 @@ class MatMulOp : public Op {
     Shape batch = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2));
     batch.push_back(a[a.size() - 2]);
     batch.push_back(b.back());
+    ws_ = a.size() == 2 && b.size() == 2 ? gemm_tile_floats(a.back(), b.back()) : 0;
     return batch;
   }
+  size_t workspace_floats() const override { return ws_; }
   void run(const OpArgs& a) const override {
     const Shape &sa = a.in_shapes[0], &sb = a.in_shapes[1];
     const Shape& out = *a.out_shape;
     const int64_t k = sa.back(), n = sb.back();
-    if (sb.size() == 2) {  // fold A's leading dims into M: one GEMM
-      const int64_t m = numel(sa) / k;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                  static_cast<int>(k), 1.f, a.in[0], static_cast<int>(k), a.in[1], static_cast<int>(n),
-                  0.f, a.out, static_cast<int>(n));
+    if (sa.size() == 2 && sb.size() == 2) {
+      gemm_tiled(false, false, sa[0], n, k, 1.f, a.in[0], k, a.in[1], n, 0.f, a.out, a.workspace);
+      return;
+    }
+    if (sb.size() == 2) {  // by a weight: A's dims after the first folded into M, one GEMM per index of the first
+      const int64_t m = numel(sa) / sa[0] / k;
+      for (int64_t i = 0; i < sa[0]; ++i)
+        sgemm(false, false, m, n, k, 1.f, a.in[0] + i * m * k, k, a.in[1], n, 0.f, a.out + i * m * n, n);
       return;
     }
     const int64_t m = sa[sa.size() - 2];
@@ -790,11 +835,12 @@ class MatMulOp : public Op {
     for (int64_t i = 0; i < nb; ++i) {
       int64_t oa = 0, obb = 0;
       broadcast_offsets(i, ob, st_a, st_b, oa, obb);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), static_cast<int>(n),
-                  static_cast<int>(k), 1.f, a.in[0] + oa * m * k, static_cast<int>(k),
-                  a.in[1] + obb * k * n, static_cast<int>(n), 0.f, a.out + i * m * n, static_cast<int>(n));
+      sgemm(false, false, m, n, k, 1.f, a.in[0] + oa * m * k, k, a.in[1] + obb * k * n, n, 0.f, a.out + i * m * n, n);
     }
   }
+
+ private:
+  size_t ws_ = 0;
 };
 
 // ---------------------------------------------------------------- Softmax / Reduce -

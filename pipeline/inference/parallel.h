@@ -1,19 +1,19 @@
 #pragma once
-// A small fork-join pool for the loops around the GEMMs (im2col, epilogues, pooling),
-// which otherwise run on one core while OpenBLAS's threads wait. Helpers spin briefly and
-// then sleep on a condition variable, so that, unlike libgomp's spinning workers, they do
-// not take the cores from OpenBLAS between loops.
+// Threads of the CPU inference: one OpenMP team, the one oneDNN's convolutions and GEMMs
+// run on, also runs the loops around them (im2col, epilogues, pooling, elementwise), so
+// that no second pool's spinning workers take the cores from it.
 #include <cstdint>
 #include <functional>
 
 namespace imgpipe::infer {
 
-/// Calls fn(begin, end) on disjoint ranges covering [0, n), on the calling thread and the
-/// pool's helpers (as many threads in all as OpenBLAS uses); ranges hold at least `grain`
-/// items. Returns when every range is done. Not reentrant: fn must not call it.
+/// Calls fn(begin, end) on disjoint ranges covering [0, n), on parallel_threads()
+/// threads; ranges hold at least `grain` items. Returns when every range is done. Inside
+/// a parallel region (fn calling it) it runs on the calling thread.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
-/// Threads parallel_for() runs on (the caller included).
+/// Threads of the CPU inference, the caller included: OMP_NUM_THREADS, else one per
+/// hardware thread.
 int parallel_threads();
 
 }  // namespace imgpipe::infer

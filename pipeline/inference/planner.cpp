@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <set>
 
 namespace imgpipe::infer {
 
@@ -45,7 +46,8 @@ namespace {
 size_t fp16_step_floats(const ResolvedGraph& g, const std::vector<int64_t>& unit, size_t k, int64_t chunk) {
   auto elems = [&](int v) -> size_t {
     const Value& val = g.values[v];
-    if (val.constant || !unit[v]) return numel(val.shape);
+    if (val.constant) return stored_floats(val);
+    if (!unit[v]) return static_cast<size_t>(numel(val.shape));
     return numel(val.shape) / val.shape[0] * unit[v] * chunk;
   };
   const Step& s = g.steps[k];
@@ -75,22 +77,46 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
   const size_t es = element_size(p);
   Layout l;
   l.offset.assign(g.values.size(), 0);
+  // A step's output written over one of its inputs (Step::in_place) shares its memory:
+  // one interval from the first's definition to the last's last use.
+  std::vector<int> root(g.values.size());
+  for (size_t k = 0; k < root.size(); ++k) root[k] = static_cast<int>(k);
+  for (const Step& st : g.steps)
+    if (st.in_place >= 0) root[st.output] = root[st.inputs[st.in_place]];
   std::vector<Interval> acts;
   std::vector<size_t> act_value;
+  std::vector<int> slot(g.values.size(), -1);  // per root: its interval
+  std::set<const Constant*> counted;
   for (size_t k = 0; k < g.values.size(); ++k) {
     const Value& v = g.values[k];
-    if (v.constant) {  // resident since load, fp32 at both precisions, read in place
-      if (v.weight) l.plan.weight_bytes += align_up(static_cast<size_t>(numel(v.shape)) * sizeof(float));
+    if (v.constant) {
+      if (v.packed_floats) {  // the op's own copy, allocated by prepare()
+        l.offset[k] = l.plan.packed_bytes;
+        l.plan.packed_bytes += align_up(v.packed_floats * sizeof(float));
+      }
+      // The model's constant, resident since load, fp32 at both precisions, read in place
+      // (or packed from); counted once however many values share it.
+      if ((v.weight || v.packed_floats) && counted.insert(v.constant.get()).second)
+        l.plan.weight_bytes += align_up(static_cast<size_t>(numel(v.shape)) * sizeof(float));
     } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
       const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
-      acts.push_back({bytes, std::max(v.def, 0), std::max(v.last_use, v.def)});
+      l.sum_activation_bytes += bytes;
+      const int first = std::max(v.def, 0), last = std::max(v.last_use, v.def);
+      int& s = slot[root[k]];
+      if (s >= 0) {  // values of one root come in step order: extend its interval
+        acts[s].first = std::min(acts[s].first, first);
+        acts[s].last = std::max(acts[s].last, last);
+        continue;
+      }
+      s = static_cast<int>(acts.size());
+      acts.push_back({bytes, first, last});
       act_value.push_back(k);
-      l.sum_activation_bytes += acts.back().bytes;
     }
   }
   std::vector<size_t> offsets;
   l.plan.arena_bytes = assign_offsets(acts, offsets);
-  for (size_t k = 0; k < acts.size(); ++k) l.offset[act_value[k]] = offsets[k];
+  for (size_t k = 0; k < g.values.size(); ++k)
+    if (slot[root[k]] >= 0 && !g.values[k].constant) l.offset[k] = offsets[slot[root[k]]];
 
   const std::vector<int64_t> chunk =
       p == Precision::FP16 ? fp16_chunk_images(g, unit, separable, batch) : std::vector<int64_t>{};

@@ -464,7 +464,10 @@ void fuse_residual_adds(ResolvedGraph& g) {
   for (size_t k = 0; k < n_steps; ++k)
     if (!removed[k]) kept.push_back(std::move(g.steps[k]));
   g.steps = std::move(kept);
+  recompute_liveness(g);
+}
 
+void recompute_liveness(ResolvedGraph& g) {
   for (Value& v : g.values)
     if (!v.constant) v.def = v.last_use = -1;
   g.values[g.input].def = 0;

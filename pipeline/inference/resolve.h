@@ -16,7 +16,13 @@ struct Value {
   std::shared_ptr<const Constant> constant;  ///< set for constants (never in the arena)
   bool weight = false;                        ///< a constant some step reads at run time
   int def = -1, last_use = -1;                ///< steps that write and last read it
+  size_t packed_floats = 0;  ///< CPU: floats its one reader stores it in (Op::pack), 0: as given
 };
+
+/// Floats a value takes in memory: its elements, or its packed size.
+inline size_t stored_floats(const Value& v) {
+  return v.packed_floats ? v.packed_floats : static_cast<size_t>(numel(v.shape));
+}
 
 struct Step {
   const Node* node = nullptr;
@@ -24,6 +30,7 @@ struct Step {
   std::vector<int> inputs;  ///< value indices; -1 for a left-out optional input
   int output = -1;
   size_t workspace_floats = 0;
+  int in_place = -1;  ///< CPU: input whose memory the output takes (it dies here), -1: none
 };
 
 struct ResolvedGraph {
@@ -43,6 +50,17 @@ ResolvedGraph resolve(const Graph& g, int64_t batch);
 /// the folded steps are removed, the values only they wrote or read are left unused
 /// (def = last_use = -1, not planned), and liveness is recomputed.
 void fuse_residual_adds(ResolvedGraph& g);
+
+/// Recomputes def and last_use of the activations from the steps (after steps were
+/// removed or rewired); values no step writes or reads get -1 (not planned).
+void recompute_liveness(ResolvedGraph& g);
+
+/// CPU executor only (Model::plan() and Executor::prepare()): fuse_residual_adds(), then
+/// folds x * Sigmoid(x) of a Conv's output x into the Conv (Swish), keeps channels-last
+/// (NHWC) the 4-D activations that only ops taking it write and read
+/// (Op::takes_channels_last()), and gives each constant that an op packs into its own
+/// layout (Op::packed_floats()) a value of its own with packed_floats set.
+void prepare_cpu_graph(ResolvedGraph& g);
 
 /// Per value of `g` (resolved at `batch`): dim 0 for one image when the tensor scales
 /// with the batch, 0 for constants and batch-independent tensors. `one` is the same graph

@@ -686,7 +686,7 @@ TEST(Cli, ProgressPrintsOneLineEveryFiveSecondsWithoutATerminal) {
 }
 
 // cuBLAS costs over 200 MB resident: a run on the CPU, model included, never loads it (the
-// dynamic loader's own record of every file it maps says so; libopenblas, which it needs,
+// dynamic loader's own record of every file it maps says so; libdnnl (oneDNN), which it needs,
 // shows the record works).
 TEST(Cli, CpuRunsNeverLoadCublas) {
   test::TempDir tmp;
@@ -697,7 +697,7 @@ TEST(Cli, CpuRunsNeverLoadCublas) {
   ASSERT_EQ(r.code, 0) << r.output;
   std::string trace;
   for (const auto& e : fs::directory_iterator(tmp / "ld")) trace += test::read_file(e.path().string());
-  EXPECT_NE(trace.find("libopenblas"), std::string::npos) << "the loader's trace is empty: " << trace.size();
+  EXPECT_NE(trace.find("libdnnl"), std::string::npos) << "the loader's trace is empty: " << trace.size();
   EXPECT_EQ(trace.find("libcublas"), std::string::npos);
 }
 

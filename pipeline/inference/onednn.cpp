@@ -1,0 +1,229 @@
+#include "onednn.h"
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstring>
+#include <string>
+
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+#include <omp.h>
+#endif
+
+#include "parallel.h"
+
+namespace imgpipe::infer {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+constexpr memory::data_type kF32 = memory::data_type::f32;
+
+// ---- The API differences between oneDNN 2 and 3, in one place. ----------------------
+dnnl::convolution_forward::primitive_desc conv_primitive_desc(const dnnl::engine& eng, const memory::desc& src,
+                                                              const memory::desc& w, const memory::desc& bias,
+                                                              const memory::desc& dst, const memory::dims& strides,
+                                                              const memory::dims& dilates, const memory::dims& pad_l,
+                                                              const memory::dims& pad_r,
+                                                              const dnnl::primitive_attr& attr) {
+#if DNNL_VERSION_MAJOR >= 3
+  return {eng,    dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src, w, bias, dst,
+          strides, dilates, pad_l, pad_r, attr};
+#else
+  const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                          src, w, bias, dst, strides, dilates, pad_l, pad_r);
+  return {d, attr, eng};
+#endif
+}
+
+void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha, float beta) {
+#if DNNL_VERSION_MAJOR >= 3
+  po.append_eltwise(alg, alpha, beta);
+#else
+  po.append_eltwise(1.f, alg, alpha, beta);
+#endif
+}
+// -------------------------------------------------------------------------------------
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+/// oneDNN's threads are the CPU inference's (parallel_threads(): OpenBLAS's count, from
+/// OPENBLAS_NUM_THREADS or the cores). OpenMP's count is per calling thread, and a
+/// primitive's scratchpad depends on it, so this runs before a primitive is described
+/// and before it runs.
+void use_inference_threads() {
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+  const int n = parallel_threads();
+  if (omp_get_max_threads() != n) omp_set_num_threads(n);
+#endif
+}
+
+size_t floats_of(size_t bytes) { return (bytes + 63) / 64 * 16; }  // 64-byte steps
+
+dnnl::primitive_attr user_scratchpad() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  use_inference_threads();
+  const dnnl_status_t st =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) throw std::runtime_error("oneDNN sgemm failed with status " + std::to_string(st));
+}
+
+/// One image's convolution (NHWC). Images go one by one, whatever the batch, so that an
+/// image's results never depend on the batch it runs in.
+struct Kernel {
+  memory::desc src, dst;
+  dnnl::convolution_forward::primitive_desc pd;
+  mutable dnnl::convolution_forward prim;  // made at the first run(): describing is cheap, generating code not
+};
+
+struct OnednnConv::Impl {
+  ConvParams p;
+  memory::desc w_plain, bias, src_plain, dst_plain;
+  Kernel one;
+  dnnl::reorder::primitive_desc src_reorder, res_reorder, dst_reorder;  // NCHW <-> NHWC
+  size_t scratch = 0, src_copy = 0, dst_copy = 0;  // floats, in that order in the workspace
+  mutable bool made = false;
+  mutable dnnl::reorder to_nhwc_src, to_nhwc_res, to_nchw_dst;
+
+  /// False when oneDNN has only its reference kernel (or none) for it.
+  bool describe(Kernel& k, const memory::desc& weights) const {
+    k.src = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nhwc);
+    k.dst = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nhwc);
+    // The residual is put in dst first (nothing to do when the planner put the output over
+    // it), and the sum post-op adds what dst holds.
+    dnnl::post_ops po;
+    if (p.residual) po.append_sum(1.f);
+    if (p.act.kind == FusedActivation::Kind::Relu) append_eltwise(po, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+    if (p.act.kind == FusedActivation::Kind::Clip)
+      append_eltwise(po, dnnl::algorithm::eltwise_clip, p.act.min, p.act.max);
+    if (p.act.kind == FusedActivation::Kind::Swish) append_eltwise(po, dnnl::algorithm::eltwise_swish, 1.f, 0.f);
+    dnnl::primitive_attr attr = user_scratchpad();
+    attr.set_post_ops(po);
+    try {
+      k.pd = conv_primitive_desc(cpu_engine(), k.src, weights, bias, k.dst, {p.stride[0], p.stride[1]},
+                                 {p.dilation[0] - 1, p.dilation[1] - 1}, {p.pad_begin[0], p.pad_begin[1]},
+                                 {p.pad_end[0], p.pad_end[1]}, attr);
+    } catch (const dnnl::error&) {
+      return false;  // a geometry oneDNN does not take
+    }
+    return std::string(k.pd.impl_info_str()).find("ref") == std::string::npos;
+  }
+
+  void execute(const Kernel& k, const dnnl::stream& stream, const memory& src, const memory& weights,
+               const memory& bias_mem, const memory& dst, const memory& scratch) const {
+    std::unordered_map<int, memory> args{
+        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, dst}, {DNNL_ARG_SCRATCHPAD, scratch}};
+    if (p.bias) args.emplace(DNNL_ARG_BIAS, bias_mem);
+    k.prim.execute(stream, args);
+  }
+};
+
+OnednnConv::OnednnConv(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+OnednnConv::~OnednnConv() = default;
+
+std::unique_ptr<OnednnConv> OnednnConv::create(const ConvParams& p) {
+  use_inference_threads();
+  auto s = std::make_unique<Impl>();
+  s->p = p;
+  const int64_t g = p.group;
+  const memory::dims w_dims = g == 1 ? memory::dims{p.m, p.c, p.kh, p.kw}
+                                     : memory::dims{g, p.m / g, p.c / g, p.kh, p.kw};
+  s->w_plain = memory::desc(w_dims, kF32, g == 1 ? Tag::oihw : Tag::goihw);
+  s->bias = p.bias ? memory::desc({p.m}, kF32, Tag::x) : memory::desc();
+  s->src_plain = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nchw);
+  s->dst_plain = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nchw);
+  if (!s->describe(s->one, memory::desc(w_dims, kF32, Tag::any))) return nullptr;
+
+  size_t scratch = s->one.pd.scratchpad_desc().get_size();
+  auto layout_copy = [&](const memory::desc& from, const memory::desc& to) {
+    dnnl::reorder::primitive_desc r(cpu_engine(), from, cpu_engine(), to, user_scratchpad());
+    scratch = std::max(scratch, r.scratchpad_desc().get_size());
+    return r;
+  };
+  if (!p.src_nhwc) s->src_reorder = layout_copy(s->src_plain, s->one.src);
+  if (p.residual && !p.residual_nhwc) s->res_reorder = layout_copy(s->dst_plain, s->one.dst);
+  if (!p.dst_nhwc) s->dst_reorder = layout_copy(s->one.dst, s->dst_plain);
+  s->scratch = floats_of(scratch);
+  s->src_copy = p.src_nhwc ? 0 : floats_of(s->one.src.get_size());
+  s->dst_copy = p.dst_nhwc ? 0 : floats_of(s->one.dst.get_size());
+
+  std::unique_ptr<OnednnConv> conv(new OnednnConv(std::move(s)));
+  const Impl& i = *conv->impl_;
+  conv->ws_floats_ = i.scratch + i.src_copy + i.dst_copy;
+  conv->packed_floats_ = floats_of(i.one.pd.weights_desc().get_size());
+  return conv;
+}
+
+const char* OnednnConv::kernel() const { return impl_->one.pd.impl_info_str(); }
+
+void OnednnConv::pack_weights(const float* oihw, float* dst) const {
+  use_inference_threads();
+  const Impl& s = *impl_;
+  dnnl::stream stream(cpu_engine());
+  memory from(s.w_plain, cpu_engine(), const_cast<float*>(oihw));
+  memory to(s.one.pd.weights_desc(), cpu_engine(), dst);
+  dnnl::reorder(from, to).execute(stream, from, to);
+  stream.wait();
+}
+
+void OnednnConv::run(const float* x, const float* w, const float* bias, const float* res, float* y, int64_t n,
+                     float* ws) const {
+  use_inference_threads();
+  const Impl& s = *impl_;
+  const ConvParams& p = s.p;
+  if (!s.made) {
+    s.one.prim = dnnl::convolution_forward(s.one.pd);
+    if (!p.src_nhwc) s.to_nhwc_src = dnnl::reorder(s.src_reorder);
+    if (p.residual && !p.residual_nhwc) s.to_nhwc_res = dnnl::reorder(s.res_reorder);
+    if (!p.dst_nhwc) s.to_nchw_dst = dnnl::reorder(s.dst_reorder);
+    s.made = true;
+  }
+  const dnnl::engine& eng = cpu_engine();
+  dnnl::stream stream(eng);
+  memory scratch(memory::desc({static_cast<int64_t>(s.scratch * sizeof(float))}, memory::data_type::u8, Tag::x),
+                 eng, ws);
+  memory weights(s.one.pd.weights_desc(), eng, const_cast<float*>(w));
+  memory bias_mem = p.bias ? memory(s.bias, eng, const_cast<float*>(bias)) : memory();
+  float* src_copy = ws + s.scratch;
+  float* dst_copy = src_copy + s.src_copy;
+  memory src(s.one.src, eng, src_copy), dst(s.one.dst, eng, dst_copy);
+  memory src_plain(s.src_plain, eng, nullptr), dst_plain(s.dst_plain, eng, nullptr);
+  const int64_t in_img = p.c * p.h * p.w, out_img = p.m * p.oh * p.ow;
+  for (int64_t i = 0; i < n; ++i) {
+    float* xi = const_cast<float*>(x + i * in_img);
+    if (p.src_nhwc) {
+      src.set_data_handle(xi);
+    } else {
+      src_plain.set_data_handle(xi);
+      s.to_nhwc_src.execute(stream, {{DNNL_ARG_FROM, src_plain}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    }
+    if (p.dst_nhwc) dst.set_data_handle(y + i * out_img);
+    if (p.residual) {  // into dst, where the sum post-op reads it
+      float* ri = const_cast<float*>(res + i * out_img);
+      if (!p.residual_nhwc) {
+        dst_plain.set_data_handle(ri);
+        s.to_nhwc_res.execute(stream, {{DNNL_ARG_FROM, dst_plain}, {DNNL_ARG_TO, dst}, {DNNL_ARG_SCRATCHPAD, scratch}});
+      } else if (dst.get_data_handle() != ri) {
+        std::memcpy(dst.get_data_handle(), ri, static_cast<size_t>(out_img) * sizeof(float));
+      }
+    }
+    s.execute(s.one, stream, src, weights, bias_mem, dst, scratch);
+    if (!p.dst_nhwc) {
+      dst_plain.set_data_handle(y + i * out_img);
+      s.to_nchw_dst.execute(stream, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, dst_plain}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    }
+  }
+  stream.wait();
+}
+
+}  // namespace imgpipe::infer

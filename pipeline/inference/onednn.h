@@ -1,0 +1,58 @@
+#pragma once
+// oneDNN (libdnnl 2.x or 3.x) for the CPU executor: its GEMM, and 2-D convolution (direct,
+// grouped and depthwise kernels computing channels-last (NHWC) image by image, with bias, a
+// residual and Relu/Clip/Swish as fused post-ops). Every buffer comes from the caller: the
+// weights in oneDNN's own layout (pack_weights(), done once at prepare) and a user
+// scratchpad plus NCHW<->NHWC copies in the op's planned workspace.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "graph.h"
+
+namespace imgpipe::infer {
+
+/// Row-major C = alpha * op(A) * op(B) + beta * C (op: transposed when asked), M x N by K,
+/// on oneDNN's GEMM and threads (parallel_threads()).
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+/// Geometry and epilogue of one Conv, per image.
+struct ConvParams {
+  int64_t c = 0, h = 0, w = 0;  ///< input channels and size
+  int64_t m = 0, oh = 0, ow = 0;  ///< output channels and size
+  int64_t group = 1, kh = 1, kw = 1;
+  int64_t stride[2] = {1, 1}, dilation[2] = {1, 1}, pad_begin[2] = {0, 0}, pad_end[2] = {0, 0};
+  bool bias = false, residual = false;  ///< residual: added before the activation
+  FusedActivation act;
+  // Layout of each activation in memory (the convolution itself always runs NHWC).
+  bool src_nhwc = false, residual_nhwc = false, dst_nhwc = false;
+};
+
+class OnednnConv {
+ public:
+  /// nullptr when oneDNN has no optimized kernel for it (only its reference one).
+  static std::unique_ptr<OnednnConv> create(const ConvParams& p);
+  ~OnednnConv();
+
+  /// fp32 scratch per call, in floats: oneDNN's scratchpad plus the layout copies.
+  size_t workspace_floats() const { return ws_floats_; }
+  /// Floats of the weights in oneDNN's layout (may exceed ONNX's with channel padding).
+  size_t packed_weight_floats() const { return packed_floats_; }
+  /// Reorders ONNX OIHW weights into packed_weight_floats() floats at `dst`.
+  void pack_weights(const float* oihw, float* dst) const;
+  /// n images: x, res and y in the layouts of ConvParams, w packed; ws holds
+  /// workspace_floats() floats.
+  void run(const float* x, const float* w, const float* bias, const float* res, float* y, int64_t n,
+           float* ws) const;
+  /// oneDNN's name of the kernel it picked (e.g. "brgconv:avx512_core").
+  const char* kernel() const;
+
+ private:
+  struct Impl;
+  explicit OnednnConv(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  size_t ws_floats_ = 0, packed_floats_ = 0;
+};
+
+}  // namespace imgpipe::infer
