@@ -7,6 +7,7 @@
 
 #include "config.h"
 #include "merge.h"
+#include "parallel.h"
 #include "run.h"
 
 namespace imgpipe {
@@ -15,6 +16,7 @@ const char* version();
 
 int main(int argc, char** argv) {
   using namespace imgpipe;
+  infer::restart_with_passive_openmp(argv);  // parallel.h says why
   CLI::App app{
       "imgpipe: streams a folder of images through decode, preprocessing and (optionally) an ONNX model.\n"
       "Exit codes: 0 success (corrupt images skipped and listed in report.json), 1 runtime failure\n"

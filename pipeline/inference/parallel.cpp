@@ -1,8 +1,10 @@
 #include "parallel.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace imgpipe::infer {
@@ -26,6 +28,11 @@ int parallel_threads() {
   static const int n = std::max(1, std::min(omp_get_max_threads(),
                                             static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))));
   return n;
+}
+
+void restart_with_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0) execv("/proc/self/exe", argv);
 }
 
 }  // namespace imgpipe::infer
