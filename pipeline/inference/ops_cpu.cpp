@@ -127,7 +127,24 @@ class BinaryOp : public Op {
   explicit BinaryOp(Kind kind, bool fmod = false) : kind_(kind), fmod_(fmod) {}
   Shape setup(const std::vector<ValueInfo>& in) override {
     if (in.size() != 2) unsupported("expects 2 inputs");
-    return broadcast_shapes(in[0].shape, in[1].shape);
+    const Shape out = broadcast_shapes(in[0].shape, in[1].shape);
+    // Channels-last when each input is the output's shape or constant over H and W (a
+    // squeeze-and-excitation scale [N,C,1,1], a per-channel bias, a scalar): then the inner
+    // loop stays contiguous in either layout.
+    channels_last_ok_ = out.size() == 4;
+    for (const ValueInfo& v : in) {
+      const Shape& s = v.shape;
+      const bool flat_hw = numel(s) == 1 || (s.size() >= 2 && s[s.size() - 1] == 1 && s[s.size() - 2] == 1);
+      channels_last_ok_ = channels_last_ok_ && (s == out || (s.size() <= 4 && flat_hw));
+    }
+    nhwc_in_[0] = nhwc_in_[1] = nhwc_out_ = false;
+    return out;
+  }
+  bool takes_channels_last() const override { return channels_last_ok_; }
+  void set_channels_last(const std::vector<bool>& inputs, bool output) override {
+    nhwc_in_[0] = inputs.at(0);
+    nhwc_in_[1] = inputs.at(1);
+    nhwc_out_ = output;
   }
   void run(const OpArgs& a) const override {
     const Shape& out = *a.out_shape;
@@ -137,23 +154,32 @@ class BinaryOp : public Op {
     const float* pb = a.in[1];
     float* y = a.out;
     const int64_t n = numel(out);
-    if (sa == sb) {
+    if (sa == sb && nhwc_in_[0] == nhwc_out_ && nhwc_in_[1] == nhwc_out_) {
       parallel_items(n, 1, [&](int64_t i0, int64_t i1) { apply(pa + i0, 1, pb + i0, 1, y + i0, i1 - i0); });
       return;
     }
     const size_t r = out.size();
-    int64_t st_a[8], st_b[8];
     if (r > 8) unsupported("rank above 8");
-    broadcast_strides(sa, out, st_a);
-    broadcast_strides(sb, out, st_b);
-    const int64_t inner = r ? out[r - 1] : 1;
+    // Walk the output in its memory order: dims[] and each input's strides in that order.
+    int64_t dims[8], st_a[8], st_b[8];
+    strides_in(sa, nhwc_in_[0], out, st_a);
+    strides_in(sb, nhwc_in_[1], out, st_b);
+    for (size_t k = 0; k < r; ++k) dims[k] = out[k];
+    if (nhwc_out_) {  // N, H, W, C
+      const int64_t d[4] = {out[0], out[2], out[3], out[1]}, ta[4] = {st_a[0], st_a[2], st_a[3], st_a[1]},
+                    tb[4] = {st_b[0], st_b[2], st_b[3], st_b[1]};
+      std::copy(d, d + 4, dims);
+      std::copy(ta, ta + 4, st_a);
+      std::copy(tb, tb + 4, st_b);
+    }
+    const int64_t inner = r ? dims[r - 1] : 1;
     const int64_t outer = inner ? n / inner : 0;
     parallel_items(outer, inner, [&](int64_t o0, int64_t o1) {
       for (int64_t o = o0; o < o1; ++o) {
         int64_t rem = o, off_a = 0, off_b = 0;
         for (size_t k = r - 1; k-- > 0;) {
-          const int64_t idx = rem % out[k];
-          rem /= out[k];
+          const int64_t idx = rem % dims[k];
+          rem /= dims[k];
           off_a += idx * st_a[k];
           off_b += idx * st_b[k];
         }
@@ -186,8 +212,16 @@ class BinaryOp : public Op {
         break;
     }
   }
+  /// Strides of an input of shape s over the output's logical (NCHW) dims, 0 where it is
+  /// broadcast; an NHWC input (4-D, the output's rank) is stored N, H, W, C.
+  static void strides_in(const Shape& s, bool nhwc, const Shape& out, int64_t* st) {
+    if (!nhwc) return broadcast_strides(s, out, st);
+    const int64_t logical[4] = {s[1] * s[2] * s[3], 1, s[3] * s[1], s[1]};
+    for (int k = 0; k < 4; ++k) st[k] = s[k] == out[k] ? logical[k] : 0;
+  }
   Kind kind_;
   bool fmod_;
+  bool channels_last_ok_ = false, nhwc_in_[2] = {false, false}, nhwc_out_ = false;
 };
 
 void apply_activation(float* y, int64_t n, const FusedActivation& act) {
@@ -560,11 +594,30 @@ class GlobalAveragePoolOp : public Op {
     if (in[0].shape.size() < 3) unsupported("input rank below 3");
     Shape out = in[0].shape;
     std::fill(out.begin() + 2, out.end(), 1);
+    nhwc_ = false;
     return out;
   }
+  /// The output, [N,C,1,1], is the same in both layouts.
+  bool takes_channels_last() const override { return true; }
+  void set_channels_last(const std::vector<bool>& inputs, bool) override { nhwc_ = inputs.at(0); }
   void run(const OpArgs& a) const override {
     const Shape& s = a.in_shapes[0];
     const int64_t nc = s[0] * s[1], inner = numel(s) / std::max<int64_t>(nc, 1);
+    if (nhwc_) {  // per image and block of channels: pixel by pixel, each channel its own sum
+      constexpr int64_t kBlock = 64;
+      const int64_t c = s[1], blocks = (c + kBlock - 1) / kBlock;
+      parallel_items(s[0] * blocks, inner * kBlock, [&](int64_t q0, int64_t q1) {
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t img = q / blocks, c0 = q % blocks * kBlock, cn = std::min(kBlock, c - c0);
+          const float* x = a.in[0] + img * inner * c + c0;
+          double sum[kBlock] = {};
+          for (int64_t i = 0; i < inner; ++i)
+            for (int64_t j = 0; j < cn; ++j) sum[j] += x[i * c + j];
+          for (int64_t j = 0; j < cn; ++j) a.out[img * c + c0 + j] = static_cast<float>(sum[j] / static_cast<double>(inner));
+        }
+      });
+      return;
+    }
     parallel_items(nc, inner, [&](int64_t q0, int64_t q1) {
       for (int64_t q = q0; q < q1; ++q) {
         const float* x = a.in[0] + q * inner;
@@ -577,6 +630,9 @@ class GlobalAveragePoolOp : public Op {
       }
     });
   }
+
+ private:
+  bool nhwc_ = false;
 };
 
 // ---------------------------------------------------------------- shape ops --------

@@ -245,6 +245,37 @@ ModelBuilder transformer_block() {
   return b;
 }
 
+/// EfficientNet's squeeze-and-excitation around oneDNN convolutions, which keep their
+/// activations channels-last (NHWC) between them: x * sigmoid(x) fused into the Conv,
+/// GlobalAveragePool and the [N,C,1,1] scale read NHWC, same-shape and per-channel binary
+/// ops in NHWC, and a binary op with a broadcast along W (which keeps its operands NCHW).
+ModelBuilder squeeze_excitation() {
+  ModelBuilder b(17);
+  b.input("x", {-1, 16, 16, 16}).output("y");
+  attr(b.node("Conv", {"x", b.random("w1", {32, 16, 3, 3}, -0.3f, 0.3f), b.random("b1", {32})}, {"c1"}), "pads",
+       S{1, 1, 1, 1});
+  b.node("Sigmoid", {"c1"}, {"s1"});
+  b.node("Mul", {"c1", "s1"}, {"sw"});
+  b.node("GlobalAveragePool", {"sw"}, {"gp"});
+  b.node("Conv", {"gp", b.random("w2", {8, 32, 1, 1}), b.random("b2", {8})}, {"r1"});
+  b.node("Relu", {"r1"}, {"r2"});
+  b.node("Conv", {"r2", b.random("w3", {32, 8, 1, 1}), b.random("b3", {32})}, {"e"});
+  b.node("Sigmoid", {"e"}, {"scale"});
+  b.node("Mul", {"sw", "scale"}, {"se"});
+  b.node("Add", {"se", b.random("cb", {32, 1, 1})}, {"sb"});
+  b.node("Conv", {"sb", b.random("w4", {32, 32, 1, 1}, -0.3f, 0.3f)}, {"c3"});
+  b.node("Mul", {"c3", "sb"}, {"sq"});
+  b.node("Mul", {"sq", b.random("wb", {16}, 0.5f, 1.5f)}, {"cols"});
+  attr(b.node("Conv", {"cols", b.random("w5", {16, 32, 3, 3}, -0.2f, 0.2f)}, {"c5"}), "pads", S{1, 1, 1, 1});
+  b.node("Add", {"c5", "x"}, {"y"});
+  return b;
+}
+
+TEST(OnnxRuntimeOracle, SqueezeExcitationChannelsLast) {
+  ModelBuilder b = squeeze_excitation();
+  compare_with_ort(b, "squeeze_excitation", 3);
+}
+
 TEST(OnnxRuntimeOracle, PadModesAndLiveSlices) {
   ModelBuilder b = pads_and_slices();
   compare_with_ort(b, "pads_and_slices", 3);
