@@ -85,7 +85,7 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
 #endif
   infer::Model model = [&] {
     try {
-      return infer::Model::load(cfg.model.path, cfg.model.input);
+      return infer::Model::load(cfg.model.path, cfg.model.input, /*for_cpu=*/cuda_device_ < 0);
     } catch (const std::exception& e) {
       throw ConfigError("model.path '" + cfg.model.path + "' cannot be used: " + e.what());
     }

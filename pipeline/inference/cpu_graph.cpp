@@ -2,6 +2,8 @@
 // Swish fusion, channels-last activations between the ops that take them, and a value of
 // its own for each packed weight.
 #include <algorithm>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "resolve.h"
@@ -127,6 +129,34 @@ void prepare_cpu_graph(ResolvedGraph& g) {
   choose_channels_last(g);
   assign_packed_weights(g);
   write_in_place(g);
+}
+
+void pack_cpu_weights(Graph& g) {
+  std::map<const Constant*, std::string> name;
+  for (const auto& [key, c] : g.constants) name[c.get()] = key;
+  ResolvedGraph r = resolve(g, 1);
+  prepare_cpu_graph(r);
+  std::map<const Constant*, int> packers;
+  for (const Step& st : r.steps)
+    for (const int v : st.inputs)
+      if (v >= 0 && r.values[v].packed_floats) ++packers[r.values[v].constant.get()];
+  for (const Step& st : r.steps) {
+    for (size_t i = 0; i < st.inputs.size(); ++i) {
+      const int v = st.inputs[i];
+      if (v < 0 || !r.values[v].packed_floats) continue;
+      const Constant& c = *r.values[v].constant;
+      // Shared by several ops, or made while resolving: packed at prepare instead.
+      if (packers[&c] != 1 || c.packed || !name.count(&c)) continue;
+      auto p = std::make_shared<Constant>();
+      p->shape = c.shape;
+      p->f.resize(r.values[v].packed_floats);
+      st.op->pack(i, c.f.data(), nullptr, p->f.data());
+      p->packed = st.op->packed_layout(i);
+      if (!p->packed) continue;
+      g.constants[name[&c]] = p;
+      r.values[v].constant = std::move(p);  // the last holder of the unpacked copy: freed now
+    }
+  }
 }
 
 }  // namespace imgpipe::infer

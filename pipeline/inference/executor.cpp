@@ -211,13 +211,14 @@ void Executor::prepare(int batch, Precision p) {
   s->arena = Buffer(allocator_, plan.arena_bytes);
   s->workspace = Buffer(allocator_, plan.workspace_bytes);
   s->packed = Buffer(allocator_, plan.packed_bytes);
-  // Weights an op keeps in its own layout (Op::pack()), packed from the model's fp32
-  // constants; fp32 at both precisions, as the constants themselves.
+  // Weights an op keeps in its own layout (Op::pack()) that the model does not hold in it
+  // already (pack_cpu_weights()); fp32 at both precisions, as the constants themselves.
   for (const Step& st : s->graph.steps)
     for (size_t i = 0; i < st.inputs.size(); ++i) {
       const int v = st.inputs[i];
-      if (v >= 0 && s->graph.values[v].packed_floats)
-        st.op->pack(i, s->graph.values[v].constant->f.data(), reinterpret_cast<float*>(s->where(v)));
+      if (v < 0 || !s->graph.values[v].packed_floats) continue;
+      const Constant& c = *s->graph.values[v].constant;
+      st.op->pack(i, c.f.data(), c.packed.get(), reinterpret_cast<float*>(s->where(v)));
     }
   state_ = std::move(s);
 }

@@ -27,13 +27,23 @@ class UnsupportedModel : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// What an op's own layout of a weight is (Op::pack()); each op defines its own kind.
+struct PackedLayout {
+  virtual ~PackedLayout() = default;
+};
+
 /// A constant tensor: an initializer, a Constant node, or a folded shape computation.
 struct Constant {
   enum class Type { Float, Int64 } type = Type::Float;
   Shape shape;
   std::vector<float> f;    ///< data when type == Float
   std::vector<int64_t> i;  ///< data when type == Int64
+  /// Set when f holds the weight in the layout of the one op that reads it (packed at
+  /// load for the CPU, see pack_cpu_weights()) instead of as `shape` says.
+  std::shared_ptr<const PackedLayout> packed;
   int64_t size() const { return numel(shape); }
+  /// Elements held: size(), or more in a packed layout with padding.
+  size_t stored() const { return type == Type::Float ? f.size() : i.size(); }
   double at(int64_t k) const { return type == Type::Float ? f[k] : static_cast<double>(i[k]); }
   /// Element k as an integer, exact for every int64 (at() is not beyond 2^53: INT64_MAX,
   /// the "to the end" of exported Slices, would overflow on the way back).

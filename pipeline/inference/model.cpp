@@ -17,8 +17,10 @@ Model::Model(std::shared_ptr<const Graph> g) : graph_(std::move(g)) {
   output_shape_.assign(out.begin() + 1, out.end());
 }
 
-Model Model::load(const std::string& path, const std::string& input_name) {
-  return Model(std::make_shared<const Graph>(load_graph(path, input_name)));
+Model Model::load(const std::string& path, const std::string& input_name, bool for_cpu) {
+  Graph g = load_graph(path, input_name);
+  if (for_cpu) pack_cpu_weights(g);
+  return Model(std::make_shared<const Graph>(std::move(g)));
 }
 
 Model Model::from_proto(const onnx::ModelProto& proto, const std::string& base_dir,

@@ -19,7 +19,9 @@ class Model {
   /// Reads an .onnx file (external data relative to its folder). input_name picks the
   /// input when several exist (the others must be initializers). Throws
   /// UnsupportedModel naming the node, op type and opset for what cannot run.
-  static Model load(const std::string& path, const std::string& input_name = "");
+  /// With for_cpu, the weights that a CPU op keeps in its own layout are stored in it (once,
+  /// see pack_cpu_weights()); such a model runs on the CPU executor only.
+  static Model load(const std::string& path, const std::string& input_name = "", bool for_cpu = false);
   /// The same from a parsed model; external data files are looked up in base_dir.
   static Model from_proto(const onnx::ModelProto& proto, const std::string& base_dir = ".",
                           const std::string& input_name = "");

@@ -44,6 +44,12 @@ void append_eltwise(dnnl::post_ops& po, dnnl::algorithm alg, float alpha, float 
 }
 // -------------------------------------------------------------------------------------
 
+/// A weight packed by OnednnConv: oneDNN's description of its layout.
+struct OnednnLayout : PackedLayout {
+  explicit OnednnLayout(memory::desc d) : desc(std::move(d)) {}
+  memory::desc desc;
+};
+
 const dnnl::engine& cpu_engine() {
   static const dnnl::engine e(dnnl::engine::kind::cpu, 0);
   return e;
@@ -166,11 +172,37 @@ std::unique_ptr<OnednnConv> OnednnConv::create(const ConvParams& p) {
 
 const char* OnednnConv::kernel() const { return impl_->one.pd.impl_info_str(); }
 
-void OnednnConv::pack_weights(const float* oihw, float* dst) const {
+void unpack_weights(const PackedLayout& packed, const float* src, float* oihw) {
+  const auto* l = dynamic_cast<const OnednnLayout*>(&packed);
+  if (!l) throw std::logic_error("unpack_weights: weights packed by another kind of op");
+#if DNNL_VERSION_MAJOR >= 3
+  const memory::dims dims = l->desc.get_dims();
+#else
+  const memory::dims dims = l->desc.dims();
+#endif
+  const memory::desc plain(dims, kF32, dims.size() == 5 ? Tag::goihw : Tag::oihw);
+  dnnl::stream stream(cpu_engine());
+  memory from(l->desc, cpu_engine(), const_cast<float*>(src)), to(plain, cpu_engine(), oihw);
+  dnnl::reorder(from, to).execute(stream, from, to);
+  stream.wait();
+}
+
+std::shared_ptr<const PackedLayout> OnednnConv::weights_layout() const {
+  return std::make_shared<OnednnLayout>(impl_->one.pd.weights_desc());
+}
+
+bool OnednnConv::reads(const PackedLayout& l) const {
+  const auto* o = dynamic_cast<const OnednnLayout*>(&l);
+  return o && o->desc == impl_->one.pd.weights_desc();
+}
+
+void OnednnConv::pack_weights(const float* src, const PackedLayout* layout, float* dst) const {
   use_inference_threads();
   const Impl& s = *impl_;
+  const auto* packed = dynamic_cast<const OnednnLayout*>(layout);
+  if (layout && !packed) throw std::logic_error("OnednnConv: weights packed by another kind of op");
   dnnl::stream stream(cpu_engine());
-  memory from(s.w_plain, cpu_engine(), const_cast<float*>(oihw));
+  memory from(packed ? packed->desc : s.w_plain, cpu_engine(), const_cast<float*>(src));
   memory to(s.one.pd.weights_desc(), cpu_engine(), dst);
   dnnl::reorder(from, to).execute(stream, from, to);
   stream.wait();

@@ -29,6 +29,9 @@ struct ConvParams {
   bool src_nhwc = false, residual_nhwc = false, dst_nhwc = false;
 };
 
+/// Reorders weights packed by an OnednnConv (its weights_layout()) back to ONNX's OIHW.
+void unpack_weights(const PackedLayout& packed, const float* src, float* oihw);
+
 class OnednnConv {
  public:
   /// nullptr when oneDNN has no optimized kernel for it (only its reference one).
@@ -39,8 +42,13 @@ class OnednnConv {
   size_t workspace_floats() const { return ws_floats_; }
   /// Floats of the weights in oneDNN's layout (may exceed ONNX's with channel padding).
   size_t packed_weight_floats() const { return packed_floats_; }
-  /// Reorders ONNX OIHW weights into packed_weight_floats() floats at `dst`.
-  void pack_weights(const float* oihw, float* dst) const;
+  /// Reorders weights into packed_weight_floats() floats at `dst`: ONNX's OIHW when
+  /// `from` is null, else the layout of another OnednnConv's weights_layout().
+  void pack_weights(const float* src, const PackedLayout* from, float* dst) const;
+  /// The layout pack_weights() writes.
+  std::shared_ptr<const PackedLayout> weights_layout() const;
+  /// True when run() reads weights packed in `l` as they are.
+  bool reads(const PackedLayout& l) const;
   /// n images: x, res and y in the layouts of ConvParams, w packed; ws holds
   /// workspace_floats() floats.
   void run(const float* x, const float* w, const float* bias, const float* res, float* y, int64_t n,

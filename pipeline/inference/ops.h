@@ -52,8 +52,13 @@ class Op {
   /// Floats constant input i takes in the op's own layout (pack()); 0 when run() reads it
   /// as the model gives it.
   virtual size_t packed_floats(size_t i) const { (void)i; return 0; }
-  /// Writes constant input i (fp32, as the model gives it) in the op's layout, for run().
-  virtual void pack(size_t i, const float* src, float* dst) const { (void)i; (void)src; (void)dst; }
+  /// Writes constant input i in the op's layout, for run(); src is as the model gives it,
+  /// or packed in `from` (a layout of an earlier pack, see Constant::packed).
+  virtual void pack(size_t i, const float* src, const PackedLayout* from, float* dst) const {
+    (void)i; (void)src; (void)from; (void)dst;
+  }
+  /// The layout pack() writes for input i, to keep with a weight packed at load.
+  virtual std::shared_ptr<const PackedLayout> packed_layout(size_t i) const { (void)i; return nullptr; }
   /// Computes the output; the batch (dim 0) of the shapes may be below the setup() one.
   virtual void run(const OpArgs& a) const = 0;
 };

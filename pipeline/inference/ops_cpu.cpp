@@ -283,22 +283,22 @@ class ConvOp : public Op {
     dnnl_params_.bias = has_bias_;
     // oneDNN packs the weights once at prepare, so they must be constants
     use_dnnl_ = in[1].constant && (!has_bias_ || in[2].constant) && m_ * p * k >= kOnednnMinMacs;
+    prepacked_ = in[1].constant ? in[1].constant->packed : nullptr;
+    weight_floats_ = static_cast<size_t>(numel(w));
     make_dnnl();
     return {x[0], m_, win_[0].out, win_[1].out};
   }
   size_t workspace_floats() const override { return dnnl_ ? dnnl_->workspace_floats() : ws_; }
   bool fuse_residual(const FusedActivation& act) override {
     if (residual_ || act_.kind != FusedActivation::Kind::None) return false;
-    residual_ = true;
-    act_ = act;
-    make_dnnl();
-    return true;
+    return refuse_if_off_onednn([&] {
+      residual_ = true;
+      act_ = act;
+    });
   }
   bool fuse_activation(const FusedActivation& act) override {
     if (act_.kind != FusedActivation::Kind::None) return false;
-    act_ = act;
-    make_dnnl();
-    return true;
+    return refuse_if_off_onednn([&] { act_ = act; });
   }
   bool takes_channels_last() const override { return dnnl_ != nullptr; }
   /// The residual, image by image read before the output is written, when it is in the
@@ -315,9 +315,19 @@ class ConvOp : public Op {
     make_dnnl();
     if (!dnnl_) throw std::logic_error("Conv: oneDNN refused NHWC layouts it took before");
   }
-  size_t packed_floats(size_t i) const override { return dnnl_ && i == 1 ? dnnl_->packed_weight_floats() : 0; }
-  void pack(size_t i, const float* src, float* dst) const override {
-    if (dnnl_ && i == 1) dnnl_->pack_weights(src, dst);
+  /// oneDNN's layout of the weights, packed at prepare unless they were at load (in this
+  /// very layout). Weights packed at load that the im2col path must read go back to OIHW.
+  size_t packed_floats(size_t i) const override {
+    if (i != 1 || (!dnnl_ && !prepacked_) || (dnnl_ && prepacked_ && dnnl_->reads(*prepacked_))) return 0;
+    return dnnl_ ? dnnl_->packed_weight_floats() : weight_floats_;
+  }
+  void pack(size_t i, const float* src, const PackedLayout* from, float* dst) const override {
+    if (i != 1) return;
+    if (dnnl_) dnnl_->pack_weights(src, from, dst);
+    else if (from) unpack_weights(*from, src, dst);
+  }
+  std::shared_ptr<const PackedLayout> packed_layout(size_t i) const override {
+    return dnnl_ && i == 1 ? dnnl_->weights_layout() : nullptr;
   }
 
   void run(const OpArgs& a) const override {
@@ -346,6 +356,21 @@ class ConvOp : public Op {
     dnnl_params_.residual = residual_;
     dnnl_params_.act = act_;
     dnnl_ = use_dnnl_ ? OnednnConv::create(dnnl_params_) : nullptr;
+  }
+  /// Applies a fusion unless it takes the Conv off oneDNN (an epilogue it has no kernel
+  /// for): then the Conv stays as it was and the fusion is refused.
+  template <class Change>
+  bool refuse_if_off_onednn(Change change) {
+    const bool residual = residual_;
+    const FusedActivation act = act_;
+    const bool had = dnnl_ != nullptr;
+    change();
+    make_dnnl();
+    if (dnnl_ || !had) return true;
+    residual_ = residual;
+    act_ = act;
+    make_dnnl();
+    return false;
   }
 
   /// One image, one group: the GEMM writes y directly. The bias (plus the residual) is
@@ -458,6 +483,8 @@ class ConvOp : public Op {
   bool use_dnnl_ = false;
   ConvParams dnnl_params_;
   std::unique_ptr<OnednnConv> dnnl_;  ///< null: im2col + GEMM or direct depthwise loops
+  std::shared_ptr<const PackedLayout> prepacked_;  ///< the weights' layout when packed at load
+  size_t weight_floats_ = 0;
 };
 
 // ---------------------------------------------------------------- BatchNorm --------

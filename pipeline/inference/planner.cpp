@@ -97,7 +97,7 @@ Layout make_layout(const ResolvedGraph& g, const ResolvedGraph& one, int64_t bat
       // The model's constant, resident since load, fp32 at both precisions, read in place
       // (or packed from); counted once however many values share it.
       if ((v.weight || v.packed_floats) && counted.insert(v.constant.get()).second)
-        l.plan.weight_bytes += align_up(static_cast<size_t>(numel(v.shape)) * sizeof(float));
+        l.plan.weight_bytes += align_up(std::max<size_t>(numel(v.shape), v.constant->stored()) * sizeof(float));
     } else if (v.def >= 0 || v.last_use >= 0) {  // else folded away (fuse_residual_adds)
       const size_t bytes = align_up(static_cast<size_t>(numel(v.shape)) * es);
       l.sum_activation_bytes += bytes;

@@ -62,6 +62,11 @@ void recompute_liveness(ResolvedGraph& g);
 /// layout (Op::packed_floats()) a value of its own with packed_floats set.
 void prepare_cpu_graph(ResolvedGraph& g);
 
+/// For a model the CPU executor runs: each weight that one op keeps in a layout of its own
+/// (a oneDNN Conv's) is packed now, in place of the model's copy (Constant::packed), so the
+/// weights are held once and prepare() packs nothing. The graph then runs on the CPU only.
+void pack_cpu_weights(Graph& g);
+
 /// Per value of `g` (resolved at `batch`): dim 0 for one image when the tensor scales
 /// with the batch, 0 for constants and batch-independent tensors. `one` is the same graph
 /// resolved at batch 1. separable is false when some tensor mixes images.

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   }
   try {
     auto t0 = std::chrono::steady_clock::now();
-    const Model m = Model::load(path);
+    const Model m = Model::load(path, "", /*for_cpu=*/true);
     auto t1 = std::chrono::steady_clock::now();
     std::vector<int64_t> shape = m.input_shape();
     shape.insert(shape.begin(), batch);

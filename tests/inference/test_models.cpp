@@ -276,6 +276,29 @@ TEST(OnnxRuntimeOracle, SqueezeExcitationChannelsLast) {
   compare_with_ort(b, "squeeze_excitation", 3);
 }
 
+// A model loaded for the CPU holds each oneDNN Conv's weights once, in oneDNN's layout: the
+// plan packs nothing at prepare, counts the packed weights as the model's, and the results
+// are those of weights packed at prepare, at both precisions.
+TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
+  const fs::path dir = temp_dir("packed_at_load");
+  squeeze_excitation().save((dir / "model.onnx").string());
+  const Model plain = Model::load((dir / "model.onnx").string());
+  const Model packed = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
+  const MemoryPlan a = plain.plan(3, Precision::FP32), b = packed.plan(3, Precision::FP32);
+  EXPECT_GT(a.packed_bytes, 0u) << "the model's Convs no longer run on oneDNN";
+  EXPECT_EQ(b.packed_bytes, 0u);
+  EXPECT_GE(b.weight_bytes, a.weight_bytes);  // oneDNN may pad channels
+  EXPECT_LT(b.total(), a.total());
+  S shape = packed.input_shape();
+  shape.insert(shape.begin(), 3);
+  const V x = ModelBuilder::random_values(shape, "packed_at_load");
+  for (const Precision p : {Precision::FP32, Precision::FP16}) {
+    const V want = run_model(plain, x, 3, p), got = run_model(packed, x, 3, p);
+    ASSERT_EQ(got.size(), want.size());
+    EXPECT_EQ(max_abs_diff(got, want), 0.f) << (p == Precision::FP16 ? "fp16" : "fp32");
+  }
+}
+
 TEST(OnnxRuntimeOracle, PadModesAndLiveSlices) {
   ModelBuilder b = pads_and_slices();
   compare_with_ort(b, "pads_and_slices", 3);
