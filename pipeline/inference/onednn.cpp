@@ -96,15 +96,17 @@ struct OnednnConv::Impl {
   ConvParams p;
   memory::desc w_plain, bias, src_plain, dst_plain;
   Kernel one;
+  Kernel all;  ///< p.batch images at once, in one's weight layout; when !batched, unused
+  bool batched = false;
   dnnl::reorder::primitive_desc src_reorder, res_reorder, dst_reorder;  // NCHW <-> NHWC
   size_t scratch = 0, src_copy = 0, dst_copy = 0;  // floats, in that order in the workspace
   mutable bool made = false;
   mutable dnnl::reorder to_nhwc_src, to_nhwc_res, to_nchw_dst;
 
   /// False when oneDNN has only its reference kernel (or none) for it.
-  bool describe(Kernel& k, const memory::desc& weights) const {
-    k.src = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nhwc);
-    k.dst = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nhwc);
+  bool describe(Kernel& k, const memory::desc& weights, int64_t n = 1) const {
+    k.src = memory::desc({n, p.c, p.h, p.w}, kF32, Tag::nhwc);
+    k.dst = memory::desc({n, p.m, p.oh, p.ow}, kF32, Tag::nhwc);
     // The residual is put in dst first (nothing to do when the planner put the output over
     // it), and the sum post-op adds what dst holds.
     dnnl::post_ops po;
@@ -149,8 +151,12 @@ std::unique_ptr<OnednnConv> OnednnConv::create(const ConvParams& p) {
   s->src_plain = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nchw);
   s->dst_plain = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nchw);
   if (!s->describe(s->one, memory::desc(w_dims, kF32, Tag::any))) return nullptr;
+  // Whole batches at once where no layout copy is needed, with the same packed weights.
+  if (p.batch > 1 && p.src_nhwc && p.dst_nhwc && (!p.residual || p.residual_nhwc))
+    s->batched = s->describe(s->all, s->one.pd.weights_desc(), p.batch);
 
   size_t scratch = s->one.pd.scratchpad_desc().get_size();
+  if (s->batched) scratch = std::max(scratch, s->all.pd.scratchpad_desc().get_size());
   auto layout_copy = [&](const memory::desc& from, const memory::desc& to) {
     dnnl::reorder::primitive_desc r(cpu_engine(), from, cpu_engine(), to, user_scratchpad());
     scratch = std::max(scratch, r.scratchpad_desc().get_size());
@@ -215,6 +221,7 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
   const ConvParams& p = s.p;
   if (!s.made) {
     s.one.prim = dnnl::convolution_forward(s.one.pd);
+    if (s.batched) s.all.prim = dnnl::convolution_forward(s.all.pd);
     if (!p.src_nhwc) s.to_nhwc_src = dnnl::reorder(s.src_reorder);
     if (p.residual && !p.residual_nhwc) s.to_nhwc_res = dnnl::reorder(s.res_reorder);
     if (!p.dst_nhwc) s.to_nchw_dst = dnnl::reorder(s.dst_reorder);
@@ -231,6 +238,14 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
   memory src(s.one.src, eng, src_copy), dst(s.one.dst, eng, dst_copy);
   memory src_plain(s.src_plain, eng, nullptr), dst_plain(s.dst_plain, eng, nullptr);
   const int64_t in_img = p.c * p.h * p.w, out_img = p.m * p.oh * p.ow;
+  if (s.batched && n == p.batch) {  // all images in one call (NHWC in and out, no copies)
+    memory src_all(s.all.src, eng, const_cast<float*>(x)), dst_all(s.all.dst, eng, y);
+    if (p.residual && res != y)
+      std::memcpy(y, res, static_cast<size_t>(n * out_img) * sizeof(float));
+    s.execute(s.all, stream, src_all, weights, bias_mem, dst_all, scratch);
+    stream.wait();
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     float* xi = const_cast<float*>(x + i * in_img);
     if (p.src_nhwc) {

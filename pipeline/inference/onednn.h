@@ -19,6 +19,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 
 /// Geometry and epilogue of one Conv, per image.
 struct ConvParams {
+  int64_t batch = 1;  ///< images per run() call at most
   int64_t c = 0, h = 0, w = 0;  ///< input channels and size
   int64_t m = 0, oh = 0, ow = 0;  ///< output channels and size
   int64_t group = 1, kh = 1, kw = 1;

@@ -265,6 +265,7 @@ class ConvOp : public Op {
                  win_[1].pad_end == 0;
     const int64_t k = (c_ / group_) * kernel[0] * kernel[1], p = win_[0].out * win_[1].out;
     ws_ = depthwise_ || pointwise_ ? 0 : static_cast<size_t>(k * p);  // columns of one image
+    dnnl_params_.batch = x[0];
     dnnl_params_.c = c_;
     dnnl_params_.h = x[2];
     dnnl_params_.w = x[3];

@@ -299,6 +299,30 @@ TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
   }
 }
 
+// oneDNN runs a whole batch in one call where the activations stay channels-last, and image
+// by image otherwise (a short last batch, layout copies): an image's result is the same
+// either way, alone or in any batch.
+TEST(Models, AnImageGetsTheSameResultAloneAsInAWholeOrShortBatch) {
+  const fs::path dir = temp_dir("batch_invariance");
+  squeeze_excitation().save((dir / "model.onnx").string());
+  const Model m = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
+  const int64_t in = m.input_size(), out = m.output_size();
+  const V x = ModelBuilder::random_values({4, 16, 16, 16}, "batch_invariance");
+  const V whole = run_model(m, x, 4);
+  HostAllocator host;
+  Executor ex(m, host);
+  ex.prepare(4, Precision::FP32);
+  V y(static_cast<size_t>(3 * out));
+  ex.run(x.data(), 3, y.data());  // short batch
+  float scale = 1.f;
+  for (float v : whole) scale = std::max(scale, std::fabs(v));
+  EXPECT_LE(max_abs_diff(y, V(whole.begin(), whole.begin() + 3 * out)), 1e-5f * scale);
+  for (int k = 0; k < 4; ++k) {
+    const V alone = run_model(m, V(x.begin() + k * in, x.begin() + (k + 1) * in), 1);
+    EXPECT_LE(max_abs_diff(alone, V(whole.begin() + k * out, whole.begin() + (k + 1) * out)), 1e-5f * scale) << k;
+  }
+}
+
 TEST(OnnxRuntimeOracle, PadModesAndLiveSlices) {
   ModelBuilder b = pads_and_slices();
   compare_with_ort(b, "pads_and_slices", 3);
