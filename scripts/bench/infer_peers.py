@@ -63,8 +63,9 @@ def main():
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    # Each tool gets the same thread count: imgpipe's CPU inference threads follow OpenBLAS's.
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads))
+    # Each tool gets the same thread count (imgpipe's OpenMP team: OMP_NUM_THREADS; the peers
+    # take --threads). Each keeps its own wait policy: imgpipe's is passive (parallel.h).
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     for name in a.models.split(","):
         onnx = work / f"{name}.onnx"
         if not onnx.exists():

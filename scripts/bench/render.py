@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Regenerates docs/BENCHMARKS.md from docs/bench/results.jsonl (one JSON record per line, as
-scripts/bench/bench.py --record appends them): a table per (machine, workload), newest first.
+scripts/bench/bench.py --record appends them): a table per (machine, workload), newest first;
+then the CPU inference figures of docs/bench/inference.jsonl (scripts/bench/infer_peers.py --record).
   scripts/bench/render.py [--check]     (--check: exit 1 when the page is out of date)"""
 import json, sys
 from collections import defaultdict
@@ -8,6 +9,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS, PAGE = ROOT / "docs/bench/results.jsonl", ROOT / "docs/BENCHMARKS.md"
+INFERENCE = ROOT / "docs/bench/inference.jsonl"
+
+INFERENCE_HEADER = """
+## CPU inference against PyTorch and onnxruntime
+
+The model alone, on the same input tensors and the same weights: `scripts/bench/infer_peers.py`
+runs imgpipe's executor (`build/tests/inference/infer_bench`, the code imgpipe runs), PyTorch
+(`tests/inference/torch_infer_bench.py`) and onnxruntime (`tests/inference/ort_infer_bench.py`)
+each in a fresh process, alternating (imgpipe, torch, ort, imgpipe, ...), one untimed warm-up
+batch per process, the same thread count for all. Models are torchvision's, exported with
+`scripts/export_torchvision.py --weights none --seed 0`. Before timing, the outputs are compared
+with onnxruntime's (max |difference| over max |ort output|, and top-1 agreement), so no figure
+comes from a wrong result. Batch 32 is imgpipe's own batch on the CPU (the automatic batch's
+cap). fp32, images/s, median over the rounds [min..max].
+"""
 
 HEADER = """# Benchmarks
 
@@ -114,9 +130,35 @@ def render(recs):
     return "\n".join(out)
 
 
+def render_inference(recs):
+    if not recs:
+        return ""
+    out = [INFERENCE_HEADER]
+    by_machine = defaultdict(list)
+    for r in recs:
+        by_machine[(r["machine"]["cpu"], r["machine"]["cores"])].append(r)
+    for (cpu, cores), rs in by_machine.items():
+        out.append(f"### {cpu}, {cores} cores, {rs[0]['threads']} threads\n")
+        out.append("| date | commit | model | batch | imgpipe | PyTorch | onnxruntime | imgpipe / ort | imgpipe / torch "
+                   "| max rel diff vs ort (imgpipe, torch) | top-1 = ort | load at start |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in sorted(rs, key=lambda r: r["date"], reverse=True):
+            runs = r["images_per_s"]
+            cell = lambda t: f"{r['median'][t]:.1f} [{min(runs[t]):.1f}..{max(runs[t]):.1f}]"
+            commit = r["git"]["commit"][:7] + ("+" if r["git"]["dirty"] else "")
+            d = r["max_rel_diff_vs_ort"]
+            out.append(f"| {r['date'][:10]} | {commit} | {r['model']} | {r['batch']} | {cell('imgpipe')} | {cell('torch')} "
+                       f"| {cell('ort')} | **{r['ratio_vs_ort']:.2f}x** | {r['ratio_vs_torch']:.2f}x "
+                       f"| {d['imgpipe']:.1e}, {d['torch']:.1e} | {r['top1_agree_with_ort']['imgpipe']}/{r['batch']} "
+                       f"| {r['machine']['loadavg_at_start']:.1f} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main():
     recs = [json.loads(l) for l in RESULTS.read_text().splitlines() if l.strip()] if RESULTS.exists() else []
-    page = render(recs)
+    inference = [json.loads(l) for l in INFERENCE.read_text().splitlines() if l.strip()] if INFERENCE.exists() else []
+    page = render(recs) + render_inference(inference)
     if "--check" in sys.argv[1:]:
         sys.exit(0 if PAGE.exists() and PAGE.read_text() == page else 1)
     PAGE.write_text(page)
