@@ -537,9 +537,16 @@ class PoolOp : public Op {
   Shape setup(const std::vector<ValueInfo>& in) override {
     win_ = windows(node_, in[0].shape, kernel_, ceil_);
     const Shape& x = in[0].shape;
+    nhwc_in_ = nhwc_out_ = false;
     return {x[0], x[1], win_[0].out, win_[1].out};
   }
+  bool takes_channels_last() const override { return true; }
+  void set_channels_last(const std::vector<bool>& inputs, bool output) override {
+    nhwc_in_ = inputs.at(0);
+    nhwc_out_ = output;
+  }
   void run(const OpArgs& a) const override {
+    if (nhwc_in_ || nhwc_out_) return run_nhwc(a);
     const Shape& s = a.in_shapes[0];
     const int64_t nc = s[0] * s[1], h = s[2], w = s[3];
     const Window &wy = win_[0], &wx = win_[1];
@@ -570,6 +577,52 @@ class PoolOp : public Op {
   }
 
  private:
+  /// Either side channels-last (ResNet's stem: a Conv's NHWC output): one output pixel at a
+  /// time, all channels at once. Same window order and comparisons as the planes.
+  void run_nhwc(const OpArgs& a) const {
+    const Shape& s = a.in_shapes[0];
+    const int64_t n = s[0], c = s[1], h = s[2], w = s[3];
+    const Window &wy = win_[0], &wx = win_[1];
+    const int64_t oh = wy.out, ow = wx.out;
+    // Element (image, channel, y, x) of each side in its layout.
+    const int64_t xs_c = nhwc_in_ ? 1 : h * w, xs_p = nhwc_in_ ? c : 1;
+    const int64_t ys_c = nhwc_out_ ? 1 : oh * ow, ys_p = nhwc_out_ ? c : 1;
+    parallel_items(n * oh, ow * c * wy.k * wx.k, [&](int64_t r0, int64_t r1) {
+      std::vector<float> acc(static_cast<size_t>(c));
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t img = r / oh, oy = r % oh, y0 = oy * wy.stride - wy.pad_begin;
+        const float* xi = a.in[0] + img * c * h * w;
+        float* yi = a.out + img * c * oh * ow;
+        for (int64_t ox = 0; ox < ow; ++ox) {
+          const int64_t x0 = ox * wx.stride - wx.pad_begin;
+          std::fill(acc.begin(), acc.end(), max_ ? -std::numeric_limits<float>::infinity() : 0.f);
+          int64_t count = 0;
+          for (int64_t i = 0; i < wy.k; ++i) {
+            const int64_t iy = y0 + i * wy.dil;
+            if (iy < 0 || iy >= h) continue;
+            for (int64_t j = 0; j < wx.k; ++j) {
+              const int64_t ix = x0 + j * wx.dil;
+              if (ix < 0 || ix >= w) continue;
+              const float* px = xi + (iy * w + ix) * xs_p;
+              if (max_)
+                for (int64_t k = 0; k < c; ++k) acc[k] = std::max(acc[k], px[k * xs_c]);
+              else
+                for (int64_t k = 0; k < c; ++k) acc[k] += px[k * xs_c];
+              ++count;
+            }
+          }
+          if (!max_) {  // count_include_pad counts the padded window, as the planes do
+            const int64_t y1 = std::min(y0 + wy.k, h + wy.pad_end), x1 = std::min(x0 + wx.k, w + wx.pad_end);
+            if (include_pad_) count = (y1 - y0) * (x1 - x0);
+            for (int64_t k = 0; k < c; ++k) acc[k] = count > 0 ? acc[k] / static_cast<float>(count) : 0.f;
+          }
+          float* py = yi + (oy * ow + ox) * ys_p;
+          for (int64_t k = 0; k < c; ++k) py[k * ys_c] = acc[k];
+        }
+      }
+    });
+  }
+
   /// Max pooling of one plane; columns whose window lies inside the row (most of them)
   /// skip the bounds checks. Same comparisons in the same order as the checked loop.
   void max_plane(const float* xq, float* yq, int64_t h, int64_t w) const {
@@ -611,7 +664,7 @@ class PoolOp : public Op {
   }
 
   Node node_;
-  bool max_, ceil_ = false, include_pad_ = false;
+  bool max_, ceil_ = false, include_pad_ = false, nhwc_in_ = false, nhwc_out_ = false;
   Shape kernel_;
   std::vector<Window> win_;
 };

@@ -248,7 +248,8 @@ ModelBuilder transformer_block() {
 /// EfficientNet's squeeze-and-excitation around oneDNN convolutions, which keep their
 /// activations channels-last (NHWC) between them: x * sigmoid(x) fused into the Conv,
 /// GlobalAveragePool and the [N,C,1,1] scale read NHWC, same-shape and per-channel binary
-/// ops in NHWC, and a binary op with a broadcast along W (which keeps its operands NCHW).
+/// ops in NHWC, a binary op with a broadcast along W (which keeps its operands NCHW), and
+/// average and max pooling reading and writing either layout.
 ModelBuilder squeeze_excitation() {
   ModelBuilder b(17);
   b.input("x", {-1, 16, 16, 16}).output("y");
@@ -267,7 +268,15 @@ ModelBuilder squeeze_excitation() {
   b.node("Mul", {"c3", "sb"}, {"sq"});
   b.node("Mul", {"sq", b.random("wb", {16}, 0.5f, 1.5f)}, {"cols"});
   attr(b.node("Conv", {"cols", b.random("w5", {16, 32, 3, 3}, -0.2f, 0.2f)}, {"c5"}), "pads", S{1, 1, 1, 1});
-  b.node("Add", {"c5", "x"}, {"y"});
+  auto& ap = b.node("AveragePool", {"c5"}, {"ap"});
+  attr(ap, "kernel_shape", S{3, 3});
+  attr(ap, "pads", S{1, 1, 1, 1});
+  attr(ap, "count_include_pad", int64_t{1});
+  b.node("Add", {"ap", "x"}, {"sum"});
+  auto& mp = b.node("MaxPool", {"sum"}, {"y"});
+  attr(mp, "kernel_shape", S{3, 3});
+  attr(mp, "strides", S{2, 2});
+  attr(mp, "pads", S{1, 1, 1, 1});
   return b;
 }
 
