@@ -18,6 +18,7 @@
 #include <malloc.h>
 #endif
 #include <string_view>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "precision.h"
@@ -495,15 +496,16 @@ bool copy_field(CodedInputStream& in, uint32_t tag, CodedOutputStream& out) {
 
 /// Reads one message's fields up to the end of `in` (or its limit): each occurrence of the
 /// length-delimited `field` goes to take(in, length), which must read exactly its bytes;
-/// the other fields are copied unchanged, serialized, to `rest`.
+/// the other fields are copied unchanged, serialized, to `rest`. `end`: the stream's size.
 template <class Take>
-bool split_message(CodedInputStream& in, uint32_t field, std::string& rest, Take&& take) {
+bool split_message(CodedInputStream& in, int64_t end, uint32_t field, std::string& rest, Take&& take) {
   google::protobuf::io::StringOutputStream stream(&rest);
   CodedOutputStream out(&stream);
   for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
     if (tag >> 3 == field && (tag & 7) == 2) {
       uint32_t length;
-      if (!in.ReadVarint32(&length)) return false;
+      // a length past the end of the file is refused before anything is allocated for it
+      if (!in.ReadVarint32(&length) || length > end - in.CurrentPosition()) return false;
       const auto limit = in.PushLimit(static_cast<int>(length));
       const bool ok = take(in, length) && in.BytesUntilLimit() == 0;
       in.PopLimit(limit);
@@ -521,16 +523,19 @@ bool split_message(CodedInputStream& in, uint32_t field, std::string& rest, Take
 /// that the graph then copies, about three times the weights at once.
 bool parse_model(int fd, onnx::ModelProto& model, std::vector<RawData>& raw) {
   constexpr uint32_t kModelGraph = 7, kGraphInitializer = 5, kTensorRawData = 9;  // onnx.proto field numbers
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return false;
+  const int64_t end = S_ISREG(st.st_mode) ? st.st_size : INT_MAX;  // a pipe: protobuf's own limit
   google::protobuf::io::FileInputStream file(fd);
   CodedInputStream in(&file);
   in.SetTotalBytesLimit(INT_MAX);  // models above the old 64 MB default must parse
   std::string model_rest, graph_rest;
   std::vector<std::string> tensors;  // the initializers without their raw data
-  const bool ok = split_message(in, kModelGraph, model_rest, [&](CodedInputStream& graph, uint32_t) {
-    return split_message(graph, kGraphInitializer, graph_rest, [&](CodedInputStream& tensor, uint32_t) {
+  const bool ok = split_message(in, end, kModelGraph, model_rest, [&](CodedInputStream& graph, uint32_t) {
+    return split_message(graph, end, kGraphInitializer, graph_rest, [&](CodedInputStream& tensor, uint32_t) {
       tensors.emplace_back();
       raw.emplace_back();
-      return split_message(tensor, kTensorRawData, tensors.back(), [&](CodedInputStream& data, uint32_t n) {
+      return split_message(tensor, end, kTensorRawData, tensors.back(), [&](CodedInputStream& data, uint32_t n) {
         raw.back().resize(n);
         return data.ReadRaw(raw.back().data(), static_cast<int>(n));
       });

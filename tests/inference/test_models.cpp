@@ -409,7 +409,7 @@ TEST(Loader, AFileLoadsAsTheModelParsedInMemory) {
   // load() reads the initializers' raw data from the file straight into the weights, past
   // protobuf: the model must equal the one parsed in memory (raw and typed floats, raw and
   // typed int64, a Constant node's tensor, BatchNorm folded, the other fields kept), and a
-  // cut file must be refused, not half read.
+  // cut or corrupt file must be refused, not half read.
   ModelBuilder b;
   b.proto().set_doc_string("fields around the weights");
   b.proto().mutable_graph()->set_doc_string("and in the graph");
@@ -448,11 +448,13 @@ TEST(Loader, AFileLoadsAsTheModelParsedInMemory) {
     std::ifstream f(path, std::ios::binary);
     bytes.assign(std::istreambuf_iterator<char>(f), {});
   }
-  for (size_t keep : {bytes.size() / 2, bytes.size() - 1}) {
-    std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), std::streamsize(keep));
+  // graph { initializer { raw_data of 4 GiB - 1 bytes } } in a 10-byte file: refused, not allocated
+  const std::string huge = "\x3a\x08\x2a\x06\x4a\xff\xff\xff\xff\x0f";
+  for (const std::string& cut : {bytes.substr(0, bytes.size() / 2), bytes.substr(0, bytes.size() - 1), huge}) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << cut;
     try {
       Model::load(path);
-      ADD_FAILURE() << "a file cut to " << keep << " of " << bytes.size() << " bytes loaded";
+      ADD_FAILURE() << "a file cut to " << cut.size() << " of " << bytes.size() << " bytes loaded";
     } catch (const std::runtime_error& e) {
       EXPECT_NE(std::string(e.what()).find("cannot parse model"), std::string::npos) << e.what();
     }
