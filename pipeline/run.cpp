@@ -99,7 +99,12 @@ struct StageTimes {
 };
 
 
+/// This process's peak resident memory: VmHWM, which starts anew at exec; ru_maxrss keeps
+/// the parent's when it was larger (imgpipe started from a Python kernel holding PyTorch).
 int64_t peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return int64_t(ru.ru_maxrss) * 1024;

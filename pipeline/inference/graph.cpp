@@ -12,9 +12,13 @@
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
+#include <memory>
 #include <set>
-#include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string_view>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "precision.h"
@@ -53,7 +57,21 @@ std::string node_label(const Node& n, int opset) {
   return "node '" + n.name + "' (" + n.op_type + ", opset " + std::to_string(opset) + ")";
 }
 
-std::string read_external(const onnx::TensorProto& t, const std::string& base_dir) {
+/// Raw tensor bytes held in floats, so that fp32 data (nearly all of a model's) moves into
+/// its Constant as it is: read once, never copied.
+struct RawData {
+  std::vector<float> buf;  ///< (bytes + 3) / 4 floats
+  size_t bytes = 0;
+  bool present = false;
+  char* data() { return reinterpret_cast<char*>(buf.data()); }
+  void resize(size_t n) {
+    buf.resize((n + 3) / 4);
+    bytes = n;
+    present = true;
+  }
+};
+
+RawData read_external(const onnx::TensorProto& t, const std::string& base_dir) {
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& kv : t.external_data()) {
@@ -68,47 +86,29 @@ std::string read_external(const onnx::TensorProto& t, const std::string& base_di
   const int64_t size = f.tellg();
   if (length < 0) length = size - offset;
   if (offset + length > size) throw UnsupportedModel("tensor '" + t.name() + "': external data " + path + " is too short");
-  std::string data(static_cast<size_t>(length), '\0');
+  RawData data;
+  data.resize(static_cast<size_t>(length));
   f.seekg(offset);
   f.read(data.data(), length);
   return data;
 }
 
-}  // namespace
-
-namespace {
-
-/// Appends raw's floats to dst (reserved). With `spent` (raw is that string's bytes, which
-/// the loader frees next), the pages already copied are given back to the kernel as it
-/// goes, so the tensor is never resident twice (VGG-11's classifier matrix is 392 MiB).
-void append_floats(std::string_view raw, std::vector<float>& dst, const std::string* spent) {
-  constexpr size_t kChunk = size_t(16) << 20;
-  const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (uintptr_t(raw.data()) + page - 1) & ~(page - 1);
-  for (size_t done = 0; done < raw.size();) {
-    const size_t n = std::min(kChunk, raw.size() - done);
-    const auto* p = reinterpret_cast<const float*>(raw.data() + done);
-    dst.insert(dst.end(), p, p + n / sizeof(float));
-    done += n;
-    const uintptr_t end = (uintptr_t(raw.data()) + done) & ~(page - 1);
-    if (spent && end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
-  }
-}
-
-}  // namespace
-
-Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir, const std::string* spent_raw) {
+/// constant_from_tensor() with the raw bytes, when the caller read them (`taken` present),
+/// moved in rather than copied.
+Constant tensor_to_constant(const onnx::TensorProto& t, const std::string& base_dir, RawData* taken) {
   using TP = onnx::TensorProto;
   Constant c;
   c.shape.assign(t.dims().begin(), t.dims().end());
   const int64_t n = c.size();
+  RawData external;
+  if (t.data_location() == TP::EXTERNAL) {
+    external = read_external(t, base_dir);
+    taken = &external;
+  }
+  const bool taken_raw = taken && taken->present;
+  const bool use_raw = taken_raw || t.has_raw_data();
   // The bytes are read where they are (no copy of what may be a 400 MB tensor).
-  std::string external_bytes;
-  std::string_view raw;
-  const bool external = t.data_location() == TP::EXTERNAL;
-  if (external) raw = external_bytes = read_external(t, base_dir);
-  else if (t.has_raw_data()) raw = t.raw_data();
-  const bool use_raw = external || t.has_raw_data();
+  const std::string_view raw = taken_raw ? std::string_view(taken->data(), taken->bytes) : std::string_view(t.raw_data());
   auto raw_check = [&](size_t elem) {
     if (raw.size() != static_cast<size_t>(n) * elem)
       throw UnsupportedModel("tensor '" + t.name() + "': raw data has " + std::to_string(raw.size()) +
@@ -123,8 +123,12 @@ Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& bas
       c.type = Constant::Type::Float;
       if (use_raw) {
         raw_check(4);
-        c.f.reserve(n);  // pages are touched only as they are filled
-        append_floats(raw, c.f, external ? nullptr : spent_raw);
+        if (taken_raw) {
+          c.f = std::move(taken->buf);  // exactly n floats (raw_check)
+        } else {
+          c.f.resize(n);
+          std::memcpy(c.f.data(), raw.data(), raw.size());
+        }
       } else {
         typed_check(t.float_data_size());
         c.f.assign(t.float_data().begin(), t.float_data().end());
@@ -175,6 +179,12 @@ Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& bas
                              " is not supported (float, double, float16, int64, int32)");
   }
   return c;
+}
+
+}  // namespace
+
+Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir) {
+  return tensor_to_constant(t, base_dir, nullptr);
 }
 
 namespace {
@@ -361,42 +371,31 @@ void extract_constants(Graph& g, const std::string& base_dir) {
   g.nodes = std::move(kept);
 }
 
-}  // namespace
-
-namespace {
-
-/// Frees a tensor's data once it has been converted, so that loading holds the model's
-/// bytes about once (the protobuf's, then the constants') rather than twice.
-void release_data(onnx::TensorProto& t) {
-  std::string().swap(*t.mutable_raw_data());
-  google::protobuf::RepeatedField<float>().Swap(t.mutable_float_data());
-  google::protobuf::RepeatedField<double>().Swap(t.mutable_double_data());
-  google::protobuf::RepeatedField<int32_t>().Swap(t.mutable_int32_data());
-  google::protobuf::RepeatedField<int64_t>().Swap(t.mutable_int64_data());
-}
-
-/// graph_from_proto; `owned` (the same model, or null) has each initializer's data freed
-/// as soon as it is converted.
-Graph build_graph(const onnx::ModelProto& model, onnx::ModelProto* owned, const std::string& base_dir,
+/// The graph of `model`, whose initializer k has its raw data in raw[k] when raw has an
+/// entry for it (parse_model), else in the proto. Consumes both: each initializer is freed
+/// as soon as its Constant exists, so the weights are never held twice.
+Graph build_graph(onnx::ModelProto& model, std::vector<RawData>& raw, const std::string& base_dir,
                   const std::string& input_name) {
   Graph g;
   for (const auto& op : model.opset_import())
     if (op.domain().empty() || op.domain() == "ai.onnx") g.opset = static_cast<int>(op.version());
   if (g.opset < 11 || g.opset > 17)
     throw UnsupportedModel("opset " + std::to_string(g.opset) + " is not supported (11 to 17)");
-  const onnx::GraphProto& gp = model.graph();
+  onnx::GraphProto& gp = *model.mutable_graph();
 
-  for (int k = 0; k < gp.initializer_size(); ++k) {
-    const onnx::TensorProto& t = gp.initializer(k);
+  while (!gp.initializer().empty()) {
+    // ReleaseLast hands the tensor over (RemoveLast would keep its buffers for reuse).
+    const size_t k = static_cast<size_t>(gp.initializer_size()) - 1;
+    const std::unique_ptr<onnx::TensorProto> t(gp.mutable_initializer()->ReleaseLast());
+    RawData taken = k < raw.size() ? std::move(raw[k]) : RawData();
+    raw.resize(std::min(raw.size(), k));
     try {
-      onnx::TensorProto* mine = owned ? owned->mutable_graph()->mutable_initializer(k) : nullptr;
-      g.constants[t.name()] = std::make_shared<Constant>(constant_from_tensor(t, base_dir, mine ? &mine->raw_data() : nullptr));
-      if (mine) release_data(*mine);
+      g.constants[t->name()] = std::make_shared<Constant>(tensor_to_constant(*t, base_dir, &taken));
     } catch (const UnsupportedModel& e) {
       std::string who;
       for (const auto& n : gp.node())
         for (const auto& in : n.input())
-          if (in == t.name() && who.empty())
+          if (in == t->name() && who.empty())
             who = "node '" + n.name() + "' (" + n.op_type() + ", opset " + std::to_string(g.opset) + "): ";
       throw UnsupportedModel(who + e.what());
     }
@@ -440,13 +439,13 @@ Graph build_graph(const onnx::ModelProto& model, onnx::ModelProto* owned, const 
 
   std::string unknown;  // every node no op handles, named at once
   int unknown_count = 0;
-  for (const auto& np : gp.node()) {
+  for (auto& np : *gp.mutable_node()) {
     Node n;
     n.name = np.name();
     n.op_type = np.op_type();
     n.inputs.assign(np.input().begin(), np.input().end());
     n.outputs.assign(np.output().begin(), np.output().end());
-    for (const auto& a : np.attribute()) n.attrs[a.name()] = a;
+    for (auto& a : *np.mutable_attribute()) n.attrs[a.name()].Swap(&a);  // a Constant's tensor is not copied
     const std::string label = node_label(n, g.opset);
     if (!np.domain().empty() && np.domain() != "ai.onnx")
       throw UnsupportedModel(label + ": domain '" + np.domain() + "' is not supported");
@@ -473,28 +472,107 @@ Graph build_graph(const onnx::ModelProto& model, onnx::ModelProto* owned, const 
   return g;
 }
 
+using google::protobuf::io::CodedInputStream;
+using google::protobuf::io::CodedOutputStream;
+
+/// Copies one field, whose tag was just read, unchanged from `in` to `out`.
+bool copy_field(CodedInputStream& in, uint32_t tag, CodedOutputStream& out) {
+  out.WriteTag(tag);
+  switch (tag & 7) {
+    case 0: { uint64_t v; if (!in.ReadVarint64(&v)) return false; out.WriteVarint64(v); return true; }
+    case 1: { uint64_t v; if (!in.ReadLittleEndian64(&v)) return false; out.WriteLittleEndian64(v); return true; }
+    case 5: { uint32_t v; if (!in.ReadLittleEndian32(&v)) return false; out.WriteLittleEndian32(v); return true; }
+    case 2: {
+      uint32_t n;
+      std::string bytes;
+      if (!in.ReadVarint32(&n) || !in.ReadString(&bytes, static_cast<int>(n))) return false;
+      out.WriteVarint32(n);
+      out.WriteString(bytes);
+      return true;
+    }
+    default: return false;  // groups: not in ONNX
+  }
+}
+
+/// Reads one message's fields up to the end of `in` (or its limit): each occurrence of the
+/// length-delimited `field` goes to take(in, length), which must read exactly its bytes;
+/// the other fields are copied unchanged, serialized, to `rest`. `end`: the stream's size.
+template <class Take>
+bool split_message(CodedInputStream& in, int64_t end, uint32_t field, std::string& rest, Take&& take) {
+  google::protobuf::io::StringOutputStream stream(&rest);
+  CodedOutputStream out(&stream);
+  for (uint32_t tag = in.ReadTag(); tag != 0; tag = in.ReadTag()) {
+    if (tag >> 3 == field && (tag & 7) == 2) {
+      uint32_t length;
+      // a length past the end of the file is refused before anything is allocated for it
+      if (!in.ReadVarint32(&length) || length > end - in.CurrentPosition()) return false;
+      const auto limit = in.PushLimit(static_cast<int>(length));
+      const bool ok = take(in, length) && in.BytesUntilLimit() == 0;
+      in.PopLimit(limit);
+      if (!ok) return false;
+    } else if (!copy_field(in, tag, out)) {
+      return false;
+    }
+  }
+  return in.ConsumedEntireMessage() && !out.HadError();
+}
+
+/// Parses an ONNX file as ModelProto::ParseFromCodedStream would, except that the raw data
+/// of the graph's initializers is read straight into raw[k] (initializer k), not into the
+/// proto: protobuf would hold each weight in a string (grown to twice its size while read)
+/// that the graph then copies, about three times the weights at once.
+bool parse_model(int fd, onnx::ModelProto& model, std::vector<RawData>& raw) {
+  constexpr uint32_t kModelGraph = 7, kGraphInitializer = 5, kTensorRawData = 9;  // onnx.proto field numbers
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return false;
+  const int64_t end = S_ISREG(st.st_mode) ? st.st_size : INT_MAX;  // a pipe: protobuf's own limit
+  google::protobuf::io::FileInputStream file(fd);
+  CodedInputStream in(&file);
+  in.SetTotalBytesLimit(INT_MAX);  // models above the old 64 MB default must parse
+  std::string model_rest, graph_rest;
+  std::vector<std::string> tensors;  // the initializers without their raw data
+  const bool ok = split_message(in, end, kModelGraph, model_rest, [&](CodedInputStream& graph, uint32_t) {
+    return split_message(graph, end, kGraphInitializer, graph_rest, [&](CodedInputStream& tensor, uint32_t) {
+      tensors.emplace_back();
+      raw.emplace_back();
+      return split_message(tensor, end, kTensorRawData, tensors.back(), [&](CodedInputStream& data, uint32_t n) {
+        raw.back().resize(n);
+        return data.ReadRaw(raw.back().data(), static_cast<int>(n));
+      });
+    });
+  });
+  if (!ok || !model.ParseFromString(model_rest) || !model.mutable_graph()->ParseFromString(graph_rest)) return false;
+  for (const std::string& t : tensors)
+    if (!model.mutable_graph()->add_initializer()->ParseFromString(t)) return false;
+  return true;
+}
+
 }  // namespace
 
 Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_dir,
                        const std::string& input_name) {
-  return build_graph(model, nullptr, base_dir, input_name);
+  onnx::ModelProto copy = model;
+  std::vector<RawData> none;
+  return build_graph(copy, none, base_dir, input_name);
 }
 
 Graph load_graph(const std::string& path, const std::string& input_name) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) throw std::runtime_error("cannot open model " + path);
-  onnx::ModelProto model;
-  bool ok;
+  Graph g;
   {
-    google::protobuf::io::FileInputStream file(fd);
-    google::protobuf::io::CodedInputStream coded(&file);
-    coded.SetTotalBytesLimit(INT_MAX);  // models above the old 64 MB default must parse
-    ok = model.ParseFromCodedStream(&coded) && coded.ConsumedEntireMessage();
-  }
-  ::close(fd);
-  if (!ok) throw std::runtime_error("cannot parse model " + path + " (not an ONNX protobuf?)");
-  const auto slash = path.find_last_of('/');
-  return build_graph(model, &model, slash == std::string::npos ? "." : path.substr(0, slash), input_name);
+    const int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw std::runtime_error("cannot open model " + path);
+    onnx::ModelProto model;
+    std::vector<RawData> raw;
+    const bool ok = parse_model(fd, model, raw);
+    ::close(fd);
+    if (!ok) throw std::runtime_error("cannot parse model " + path + " (not an ONNX protobuf?)");
+    const auto slash = path.find_last_of('/');
+    g = build_graph(model, raw, slash == std::string::npos ? "." : path.substr(0, slash), input_name);
+  }  // the protobuf is freed here, before the executor allocates anything
+#if defined(__GLIBC__)
+  malloc_trim(0);  // and its pages given back now, not when the heap top happens to be free
+#endif
+  return g;
 }
 
 }  // namespace imgpipe::infer

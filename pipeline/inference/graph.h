@@ -72,7 +72,9 @@ struct Graph {
   std::map<std::string, std::shared_ptr<const Constant>> constants;
 };
 
-/// Reads an .onnx file (any size; external data relative to its folder).
+/// Reads an .onnx file (any size; external data relative to its folder). The initializers'
+/// raw bytes go from the file straight into the constants (one copy of the weights), and
+/// the parsed protobuf is freed before returning.
 Graph load_graph(const std::string& path, const std::string& input_name = "");
 /// Builds a graph from a parsed model; external data files are looked up in base_dir.
 Graph graph_from_proto(const onnx::ModelProto& model, const std::string& base_dir,
@@ -85,10 +87,7 @@ std::string attr_string(const Node& n, const std::string& key, const std::string
 std::vector<int64_t> attr_ints(const Node& n, const std::string& key,
                                const std::vector<int64_t>& def = {});
 bool has_attr(const Node& n, const std::string& key);
-/// Converts a TensorProto (raw or typed fields, or external data) to a Constant. With
-/// spent_raw (&t.raw_data(), which the caller frees right after), the copied part of the raw
-/// bytes is released while converting, so a large tensor is not resident twice.
-Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir,
-                              const std::string* spent_raw = nullptr);
+/// Converts a TensorProto (raw or typed fields, or external data) to a Constant.
+Constant constant_from_tensor(const onnx::TensorProto& t, const std::string& base_dir);
 
 }  // namespace imgpipe::infer

@@ -492,6 +492,62 @@ TEST(Loader, InitializerEncodingsAndExternalData) {
   }
 }
 
+TEST(Loader, AFileLoadsAsTheModelParsedInMemory) {
+  // load() reads the initializers' raw data from the file straight into the weights, past
+  // protobuf: the model must equal the one parsed in memory (raw and typed floats, raw and
+  // typed int64, a Constant node's tensor, BatchNorm folded, the other fields kept), and a
+  // cut or corrupt file must be refused, not half read.
+  ModelBuilder b;
+  b.proto().set_doc_string("fields around the weights");
+  b.proto().mutable_graph()->set_doc_string("and in the graph");
+  b.input("x", {-1, 3, 8, 8}).output("y");
+  auto& conv = b.node("Conv", {"x", b.random("w", {4, 3, 3, 3}), b.init("bias", {4}, {0.1f, -0.2f, 0.3f, -0.4f}, true)}, {"c"});
+  attr(conv, "pads", S{1, 1, 1, 1});
+  b.node("BatchNormalization", {"c", b.random("g", {4}, 0.5f, 1.5f), b.random("be", {4}), b.random("mu", {4}),
+                                b.random("var", {4}, 0.5f, 2.f)}, {"bn"});
+  onnx::TensorProto scale;
+  scale.set_data_type(onnx::TensorProto::FLOAT);
+  const float s = 1.5f;
+  scale.set_raw_data(std::string(reinterpret_cast<const char*>(&s), 4));
+  attr_tensor(b.node("Constant", {}, {"s"}), "value", scale);
+  b.node("Mul", {"bn", "s"}, {"m"});
+  auto* shape = b.proto().mutable_graph()->add_initializer();
+  shape->set_name("shape");
+  shape->set_data_type(onnx::TensorProto::INT64);
+  shape->add_dims(2);
+  const int64_t dims[2] = {0, -1};
+  shape->set_raw_data(std::string(reinterpret_cast<const char*>(dims), sizeof dims));
+  b.node("Reshape", {"m", "shape"}, {"r"});
+  attr(b.node("Gemm", {"r", b.random("fc", {5, 256}), b.random("fcb", {5})}, {"g"}), "transB", int64_t{1});
+  b.node("Reshape", {"g", b.init_i64("flat", {2}, {0, -1})}, {"y"});
+  const fs::path dir = temp_dir("load");
+  const std::string path = (dir / "model.onnx").string();
+  b.save(path);
+  const Model loaded = Model::load(path), parsed = b.model();
+  EXPECT_EQ(loaded.plan(2, Precision::FP32).total(), parsed.plan(2, Precision::FP32).total());
+  const V x = ModelBuilder::random_values({2, 3, 8, 8}, "x");
+  const V want = run_model(parsed, x, 2);
+  ASSERT_EQ(want.size(), 10u);
+  EXPECT_EQ(run_model(loaded, x, 2), want);
+
+  std::string bytes;
+  {
+    std::ifstream f(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  // graph { initializer { raw_data of 4 GiB - 1 bytes } } in a 10-byte file: refused, not allocated
+  const std::string huge = "\x3a\x08\x2a\x06\x4a\xff\xff\xff\xff\x0f";
+  for (const std::string& cut : {bytes.substr(0, bytes.size() / 2), bytes.substr(0, bytes.size() - 1), huge}) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << cut;
+    try {
+      Model::load(path);
+      ADD_FAILURE() << "a file cut to " << cut.size() << " of " << bytes.size() << " bytes loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("cannot parse model"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Loader, InputSelectionAndFixedBatch) {
   ModelBuilder b;
   b.input("x", {1, 3}).input("w", {3}).output("y");
