@@ -55,8 +55,8 @@ const dnnl::engine& cpu_engine() {
   return e;
 }
 
-/// oneDNN's threads are the CPU inference's (parallel_threads(): OpenBLAS's count, from
-/// OPENBLAS_NUM_THREADS or the cores). OpenMP's count is per calling thread, and a
+/// oneDNN's threads are the CPU inference's (parallel_threads(): OMP_NUM_THREADS, else
+/// the cores). OpenMP's count is per calling thread, and a
 /// primitive's scratchpad depends on it, so this runs before a primitive is described
 /// and before it runs.
 void use_inference_threads() {

@@ -376,7 +376,7 @@ class ConvOp : public Op {
 
   /// One image, one group: the GEMM writes y directly. The bias (plus the residual) is
   /// put in y first and the GEMM accumulates onto it (beta 1), which costs what
-  /// OpenBLAS's beta-0 clearing pass would and saves a pass over the output.
+  /// a beta-0 clearing pass would and saves a pass over the output.
   void gemm_one(const float* x, const float* w, const float* bias, const float* res, float* y, int64_t b,
                 int64_t g, int64_t h, int64_t wd, float* ws) const {
     const int64_t p = win_[0].out * win_[1].out, cg = c_ / group_, mg = m_ / group_;

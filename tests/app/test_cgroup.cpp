@@ -129,8 +129,8 @@ TEST(Cgroup, ResNet50OnTheCpuIn450MiBCompletesEveryImage) {
 // The plan is the truth: a run's peak resident memory is the model's plan (its weights, read
 // in place, plus the largest batch's arena and workspace) plus the host budget plus a
 // constant for the process itself (libraries, threads, the decoders' buffers), README's
-// "Memory" section: 96 MiB (55 MiB of it the process before any work; the rest OpenBLAS's
-// per-thread buffers and the decoders'). Before, the parsed protobuf and a second copy of the weights
+// "Memory" section: 96 MiB (55 MiB of it the process before any work; the rest the OpenMP
+// team's and oneDNN's per-thread state and the decoders'). Before, the parsed protobuf and a second copy of the weights
 // came on top (ResNet-50: about 145 MiB more).
 TEST(Memory, PeakResidentMemoryIsThePlanPlusTheHostBudgetPlusAConstant) {
 #if defined(__SANITIZE_ADDRESS__)
