@@ -162,18 +162,12 @@ CudaStep describe_step(const ResolvedGraph& g, size_t k, int opset, Precision p,
     broadcast_strides(in_shape(0), out, s.copy.a);
   } else if (t == "Slice") {
     s.kind = K::Copy;
-    std::vector<int64_t> starts, ends, axes, steps;
-    if (opset < 10) {
-      starts = attr_ints(n, "starts");
-      ends = attr_ints(n, "ends");
-      axes = attr_ints(n, "axes");
-    } else {
-      starts = const_ints(g, st.inputs.at(1), "Slice starts");
-      ends = const_ints(g, st.inputs.at(2), "Slice ends");
-      if (has_input(3)) axes = const_ints(g, st.inputs[3], "Slice axes");
-      if (has_input(4)) steps = const_ints(g, st.inputs[4], "Slice steps");
-    }
-    s.copy = strided_of(slice_geometry(in_shape(0), starts, ends, axes, steps));
+    // Opsets 11 and later (what the loader takes): starts, ends, axes and steps are inputs.
+    std::vector<int64_t> axes, steps;
+    if (has_input(3)) axes = const_ints(g, st.inputs[3], "Slice axes");
+    if (has_input(4)) steps = const_ints(g, st.inputs[4], "Slice steps");
+    s.copy = strided_of(slice_geometry(in_shape(0), const_ints(g, st.inputs.at(1), "Slice starts"),
+                                       const_ints(g, st.inputs.at(2), "Slice ends"), axes, steps));
   } else if (t == "Gather") {
     s.kind = K::Copy;
     const Shape& x = in_shape(0);
@@ -185,9 +179,8 @@ CudaStep describe_step(const ResolvedGraph& g, size_t k, int opset, Precision p,
     check_rank(x);
     const std::string mode = attr_string(n, "mode", "constant");
     s.pad_mode = mode == "reflect" ? PadMode::Reflect : mode == "edge" ? PadMode::Edge : PadMode::Constant;
-    const std::vector<int64_t> pads = opset < 11 ? attr_ints(n, "pads") : const_ints(g, st.inputs.at(1), "Pad pads");
-    s.pad_value = opset < 11 ? attr_float(n, "value", 0.f)
-                             : const_scalar(g, has_input(2) ? st.inputs[2] : -1, 0.f, "Pad value");
+    const std::vector<int64_t> pads = const_ints(g, st.inputs.at(1), "Pad pads");  // an input from opset 11
+    s.pad_value = const_scalar(g, has_input(2) ? st.inputs[2] : -1, 0.f, "Pad value");
     if (pads.size() != 2 * x.size()) unsupported("pads do not match the input rank");
     s.pad.rank = static_cast<int>(x.size());
     for (size_t d = 0; d < x.size(); ++d) {
