@@ -129,7 +129,9 @@ ModelStage::ModelStage(const Config& cfg, const kernels::PreprocessParams& pre, 
   if (cuda_device_ >= 0) {
     device_alloc_ = std::make_unique<infer::CudaDeviceAllocator>(cuda_device_);
     budgeted_ = std::make_unique<infer::BudgetedAllocator>(*device_alloc_);
-    backend_->cuda = std::make_unique<infer::CudaExecutor>(std::move(model), cuda_device_, *budgeted_);
+    infer::CudaOptions opt;
+    if (writes_predictions()) opt.top_k = cfg.model.top_k;  // ranked on the GPU (CUB radix sort)
+    backend_->cuda = std::make_unique<infer::CudaExecutor>(std::move(model), cuda_device_, *budgeted_, opt);
     memory = [device = cuda_device_] {
       const auto m = kernels::device_mem_info(device);
       return MemoryReading{int64_t(m.free), int64_t(m.total)};
@@ -224,6 +226,7 @@ void ModelStage::run(const void* h_tensor, const void* d_tensor, int n, std::vec
     const auto* d = static_cast<const uint8_t*>(d_tensor);
     governor_->infer(n, out.data(), [&](int first, int count, float* o) {
       backend_->cuda->run_device(d + int64_t(first) * in_size * (fp16 ? 2 : 4), fp16, count, o);
+      keep_top(first, count);
     });
     infer_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     images_ += n;
@@ -242,10 +245,30 @@ void ModelStage::run(const void* h_tensor, const void* d_tensor, int n, std::vec
   }
   governor_->infer(n, out.data(), [&](int first, int count, float* o) {
     backend_->with([&](auto& e) { e.run(input + int64_t(first) * in_size, count, o); });
+    keep_top(first, count);
   });
   infer_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   images_ += n;
   finish(out, n);
+}
+
+void ModelStage::keep_top(int first, int count) {
+#if defined(IMGPIPE_HAVE_CUDA_INFERENCE)
+  if (!backend_->cuda || backend_->cuda->top_k() == 0) return;
+  const std::vector<int32_t>& t = backend_->cuda->top_classes();
+  const size_t k = size_t(backend_->cuda->top_k());
+  if (first == 0) top_.clear();
+  top_.resize(size_t(first + count) * k);
+  std::copy(t.begin(), t.begin() + std::ptrdiff_t(size_t(count) * k), top_.begin() + std::ptrdiff_t(size_t(first) * k));
+#else
+  (void)first;
+  (void)count;
+#endif
+}
+
+const int32_t* ModelStage::gpu_top(int64_t i) const {
+  const int64_t k = std::min<int64_t>(cfg_.model.top_k, output_size());
+  return top_.empty() ? nullptr : top_.data() + i * k;
 }
 
 void ModelStage::finish(std::vector<float>& out, int n) const {
@@ -268,14 +291,18 @@ std::string ModelStage::prediction_header() const {
   return h + "\n";
 }
 
-std::string ModelStage::prediction_line(const std::string& path, const float* out) const {
+std::string ModelStage::prediction_line(const std::string& path, const float* out, const int32_t* top) const {
   const int64_t n = output_size();
   const int k = int(std::min<int64_t>(cfg_.model.top_k, n));
   std::vector<int64_t> idx(static_cast<size_t>(n));
-  std::iota(idx.begin(), idx.end(), 0);
-  // Highest first; ties keep the lower class index, so the order is deterministic.
-  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
-                    [&](int64_t a, int64_t b) { return out[a] > out[b] || (out[a] == out[b] && a < b); });
+  if (top) {
+    std::copy(top, top + k, idx.begin());
+  } else {
+    std::iota(idx.begin(), idx.end(), 0);
+    // Highest first; ties keep the lower class index, so the order is deterministic.
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int64_t a, int64_t b) { return out[a] > out[b] || (out[a] == out[b] && a < b); });
+  }
   auto label = [&](int64_t c) { return labels_.empty() ? std::to_string(c) : labels_[size_t(c)]; };
   char score[32];
   std::string line;

@@ -53,8 +53,13 @@ class ModelStage {
   double inference_seconds() const { return infer_s_; }
 
   int64_t output_size() const;
-  /// One line of the predictions file for an image (CSV or JSON Lines).
-  [[nodiscard]] std::string prediction_line(const std::string& path, const float* out) const;
+  /// One line of the predictions file for an image (CSV or JSON Lines): its top-k classes
+  /// from `top` (ranked on the GPU, see gpu_top()) or, when null, ranked here from `out`.
+  [[nodiscard]] std::string prediction_line(const std::string& path, const float* out,
+                                            const int32_t* top = nullptr) const;
+  /// Image i of the last run()'s top-k classes when the GPU ranked them (CUDA, predictions
+  /// written), else null.
+  const int32_t* gpu_top(int64_t i) const;
   /// The CSV header line; empty for JSON Lines.
   [[nodiscard]] std::string prediction_header() const;
   /// Whether predictions (top-k) are written; embeddings are written as .npy only.
@@ -69,6 +74,7 @@ class ModelStage {
 
  private:
   void finish(std::vector<float>& out, int n) const;  // softmax for output: probabilities
+  void keep_top(int first, int count);  // the GPU's top-k of images first.. of this run()
   const Config& cfg_;
   kernels::PreprocessParams pre_;
   std::function<void(const std::string&)> log_;
@@ -82,6 +88,7 @@ class ModelStage {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<Governor> governor_;
   std::vector<float> widened_;  // fp16/uint8 input widened to fp32
+  std::vector<int32_t> top_;    // the last run()'s top-k classes per image, ranked on the GPU
   double infer_s_ = 0;
   int64_t images_ = 0;
 };

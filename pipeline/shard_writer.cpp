@@ -40,7 +40,8 @@ void ShardWriter::append_outputs(const float* rows, const std::vector<size_t>& p
   if (outputs_) outputs_->append(rows, n);
   if (model_->writes_predictions())
     for (int64_t i = 0; i < n; ++i)
-      predictions_ += model_->prediction_line(inputs_[positions[size_t(i)]], rows + i * model_->output_size());
+      predictions_ += model_->prediction_line(inputs_[positions[size_t(i)]], rows + i * model_->output_size(),
+                                              model_->gpu_top(i));
 }
 
 void ShardWriter::close() {

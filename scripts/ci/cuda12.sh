@@ -20,9 +20,10 @@ fail() { echo "cuda12: $*" >&2; exit 1; }
 cache="${IMGPIPE_CI_CACHE:-$HOME/.cache/imgpipe-ci}/cuda12"
 python="${IMGPIPE_PYTHON:-python3}"
 # Compiling and linking needs nvcc and its tools (toolkit), the headers and libcudart.so
-# (dev, cudart) and libcu++'s <nv/target> (which CUDA 12's cuda_fp16.hpp includes). cuBLAS is
-# loaded with dlopen, so its libraries are not needed.
-packages=(nvidia-cuda-toolkit nvidia-cuda-dev libcudart12 libcu++-dev)
+# (dev, cudart), libcu++'s <nv/target> (which CUDA 12's cuda_fp16.hpp includes) and CUB (the
+# inference backend's reductions and top-k sort), which includes Thrust: Debian packages CCCL
+# apart from the toolkit. cuBLAS is loaded with dlopen, so its libraries are not needed.
+packages=(nvidia-cuda-toolkit nvidia-cuda-dev libcudart12 libcu++-dev libcub-dev libthrust-dev)
 toolkit="$cache/toolkit"  # debroot/: the unpacked packages; cuda/: the toolkit layout
 cuda="$toolkit/cuda"
 cudnn="$cache/cudnn-cu12/nvidia/cudnn"

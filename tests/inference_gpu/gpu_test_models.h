@@ -1,5 +1,7 @@
 #pragma once
-// Small ResNet- and MobileNet-style graphs for the CUDA backend tests (seeded weights).
+// Small ResNet-, MobileNet- and ViT/Swin-style graphs for the CUDA backend tests (seeded weights).
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,60 @@ inline ModelBuilder gpu_mobilenet_style() {
   b.node("LeakyRelu", {"rm"}, {"lr"});
   b.node("Gemm", {"lr", b.random("fc.w", {24, 10}, -2.f, 2.f), b.random("fc.b", {10})}, {"fc"});
   attr(b.node("Softmax", {"fc"}, {"prob"}), "axis", int64_t{-1});
+  return b;
+}
+
+/// The ops ViT and Swin exports run at run time, small: a patch-embedding conv, Swin's
+/// padding (Pad) and patch merging (Slices with steps, one reversed), LayerNormalization,
+/// attention (MatMul to q, k, v picked by Gather from [3, N, ...], batched MatMul, Softmax),
+/// the opset-13 LayerNorm pattern (ReduceMean, Sub, Pow, Sqrt, Div), Erf GELU, the class
+/// token (Gather along the tokens), Gemm. Opset 17.
+inline ModelBuilder gpu_transformer_style() {
+  using S = std::vector<int64_t>;
+  const int64_t end = std::numeric_limits<int64_t>::max();
+  ModelBuilder b(17);
+  b.input("images", {-1, 3, 16, 16}).output("logits");
+  attr(attr(b.node("Conv", {"images", b.random("pe.w", {8, 3, 4, 4}), b.random("pe.b", {8})}, {"pe"}),
+            "kernel_shape", S{4, 4}), "strides", S{4, 4});
+  attr(b.node("Transpose", {"pe"}, {"nhwc"}), "perm", S{0, 2, 3, 1});              // [N,4,4,8]
+  b.node("Pad", {"nhwc", b.init_i64("pads", {8}, {0, 0, 0, 0, 0, 1, 2, 0}), b.init("pv", {}, {0.5f})},
+         {"padded"});                                                                  // [N,5,6,8]
+  b.node("Slice", {"padded", b.init_i64("a.s", {2}, {0, 0}), b.init_i64("a.e", {2}, {end, end}),
+                   b.init_i64("a.ax", {2}, {1, 2}), b.init_i64("a.st", {2}, {2, 2})},
+         {"even"});                                                                    // [N,3,3,8]
+  b.node("Slice", {"padded", b.init_i64("b.s", {2}, {-1, -2}), b.init_i64("b.e", {2}, {-end, -end}),
+                   b.init_i64("b.ax", {2}, {1, 2}), b.init_i64("b.st", {2}, {-2, -2})},
+         {"reversed"});                                                                // [N,3,3,8]
+  attr(b.node("Concat", {"even", "reversed"}, {"merged"}), "axis", int64_t{-1});     // [N,3,3,16]
+  b.node("Reshape", {"merged", b.init_i64("tok.s", {3}, {0, 9, 16})}, {"tok"});
+  b.node("LayerNormalization", {"tok", b.random("ln.g", {16}, 0.5f, 1.5f), b.random("ln.b", {16})}, {"ln"});
+  b.node("MatMul", {"ln", b.random("qkv.w", {16, 48})}, {"qkv"});
+  b.node("Reshape", {"qkv", b.init_i64("qkv.s", {5}, {0, 9, 3, 2, 8})}, {"qkv5"});
+  attr(b.node("Transpose", {"qkv5"}, {"qkvT"}), "perm", S{2, 0, 3, 1, 4});        // [3,N,2,9,8]
+  for (int i = 0; i < 3; ++i)
+    b.node("Gather", {"qkvT", b.init_i64("i" + std::to_string(i), {}, {i})}, {std::string(1, "qkv"[i])});
+  attr(b.node("Transpose", {"k"}, {"kT"}), "perm", S{0, 1, 3, 2});
+  b.node("MatMul", {"q", "kT"}, {"scores"});
+  b.node("Mul", {"scores", b.init("scale", {}, {0.35f})}, {"scaled"});
+  attr(b.node("Softmax", {"scaled"}, {"att"}), "axis", int64_t{-1});
+  b.node("MatMul", {"att", "v"}, {"ctx"});
+  attr(b.node("Transpose", {"ctx"}, {"ctxT"}), "perm", S{0, 2, 1, 3});
+  b.node("Reshape", {"ctxT", b.init_i64("ctx.s", {3}, {0, 9, 16})}, {"attn"});
+  b.node("Add", {"tok", "attn"}, {"res"});
+  attr(b.node("ReduceMean", {"res"}, {"mu"}), "axes", S{-1});
+  b.node("Sub", {"res", "mu"}, {"d"});
+  b.node("Pow", {"d", b.init("two", {}, {2.f})}, {"d2"});
+  attr(b.node("ReduceMean", {"d2"}, {"var"}), "axes", S{-1});
+  b.node("Add", {"var", b.init("eps", {}, {1e-5f})}, {"ve"});
+  b.node("Sqrt", {"ve"}, {"sd"});
+  b.node("Div", {"d", "sd"}, {"norm"});
+  b.node("Div", {"norm", b.init("sqrt2", {}, {1.4142135f})}, {"gx"});
+  b.node("Erf", {"gx"}, {"erf"});
+  b.node("Add", {"erf", b.init("one", {}, {1.f})}, {"erf1"});
+  b.node("Mul", {"norm", "erf1"}, {"g2"});
+  b.node("Mul", {"g2", b.init("half", {}, {0.5f})}, {"gelu"});
+  attr(b.node("Gather", {"gelu", b.init_i64("cls", {}, {0})}, {"cls.tok"}), "axis", int64_t{1});
+  b.node("Gemm", {"cls.tok", b.random("fc.w", {16, 10}, -2.f, 2.f), b.random("fc.b", {10})}, {"logits"});
   return b;
 }
 

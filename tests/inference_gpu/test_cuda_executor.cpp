@@ -296,6 +296,126 @@ std::vector<OpCase> op_cases() {
                  attr(attr(b.node("ReduceMean", {"x"}, {"y"}), "axes", S{1}), "keepdims", int64_t{0});
                  return b;
                }});
+  c.push_back({"reduce_mean_longer_than_a_block", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 3, 20, 20}).output("y");
+                 attr(b.node("ReduceMean", {"x"}, {"y"}), "axes", S{2, 3});
+                 return b;
+               }});
+  // The ops ViT, Swin, ConvNeXt and ShuffleNet exports run on activations.
+  c.push_back({"sqrt", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 3, 5, 7}).output("y");
+                 b.node("Mul", {"x", "x"}, {"sq"});
+                 b.node("Sqrt", {"sq"}, {"y"});
+                 return b;
+               }});
+  c.push_back({"erf", [] { return unary("Erf"); }});
+  c.push_back({"neg", [] { return unary("Neg"); }});
+  c.push_back({"pow_square", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("Pow", {"x", b.init("two", {}, {2.f})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"pow_row_exponents", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("Sigmoid", {"x"}, {"s"});
+                 b.node("Pow", {"s", b.init("e", {5}, {0.5f, 1.f, 2.f, 3.f, -0.5f})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"equal_not_where_broadcast", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("Relu", {"x"}, {"r"});
+                 b.node("Equal", {"r", b.init("zero", {}, {0.f})}, {"neg"});  // 1 where x <= 0
+                 b.node("Not", {"neg"}, {"pos"});
+                 b.node("Where", {"pos", "x", b.random("other", {5})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"where_same_shapes", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("Relu", {"x"}, {"r"});
+                 b.node("Tanh", {"x"}, {"t"});
+                 b.node("Where", {"r", "t", "x"}, {"y"});
+                 return b;
+               }});
+  c.push_back({"expand", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 1, 3, 1}).output("y");
+                 b.node("Expand", {"x", b.init_i64("s", {4}, {1, 4, 3, 5})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"slice_channel_split", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("Slice", {"x", b.init_i64("s", {1}, {2}), b.init_i64("e", {1}, {4}), b.init_i64("a", {1}, {1})},
+                        {"y"});
+                 return b;
+               }});
+  c.push_back({"slice_steps_negative", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 4, 6, 7}).output("y");
+                 b.node("Slice", {"x", b.init_i64("s", {3}, {1, -1, 0}), b.init_i64("e", {3}, {1000, -8, -1}),
+                                  b.init_i64("a", {3}, {1, 3, 2}), b.init_i64("st", {3}, {2, -2, 3})},
+                        {"y"});
+                 return b;
+               }});
+  c.push_back({"gather_scalar_of_leading_axis", [] {  // ViT's q, k, v from [3, N, ...]
+                 ModelBuilder b;
+                 b.input("x", {-1, 3, 4, 5}).output("y");
+                 attr(b.node("Transpose", {"x"}, {"t"}), "perm", S{1, 0, 2, 3});
+                 b.node("Gather", {"t", b.init_i64("i", {}, {1})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"gather_list_last_axis", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 3, 4, 5}).output("y");
+                 attr(b.node("Gather", {"x", b.init_i64("i", {3}, {4, 2, 0})}, {"y"}), "axis", int64_t{-1});
+                 return b;
+               }});
+  c.push_back({"gather_negative_scalar", [] {
+                 ModelBuilder b;
+                 b.input("x", {-1, 3, 4, 5}).output("y");
+                 attr(b.node("Gather", {"x", b.init_i64("i", {}, {-1})}, {"y"}), "axis", int64_t{2});
+                 return b;
+               }});
+  for (const char* mode : {"constant", "reflect", "edge"})
+    c.push_back({std::string("pad_") + mode, [mode] {
+                   ModelBuilder b;
+                   b.input("x", {-1, 3, 5, 7}).output("y");
+                   attr(b.node("Pad", {"x", b.init_i64("p", {8}, {0, 1, 2, 0, 0, 0, 1, 3}), b.init("v", {}, {0.25f})},
+                               {"y"}),
+                        "mode", std::string(mode));
+                   return b;
+                 }});
+  c.push_back({"pad_reflect_rank3_no_value", [] {
+                 ModelBuilder b(11);
+                 b.input("x", {-1, 6, 4}).output("y");
+                 attr(b.node("Pad", {"x", b.init_i64("p", {6}, {0, 2, 1, 0, 3, 0})}, {"y"}), "mode", std::string("reflect"));
+                 return b;
+               }});
+  c.push_back({"layer_norm_last_axis", [] {
+                 ModelBuilder b(17);
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 b.node("LayerNormalization", {"x", b.random("g", {5}, 0.5f, 1.5f), b.random("b", {5})}, {"y"});
+                 return b;
+               }});
+  c.push_back({"layer_norm_block_no_bias", [] {
+                 ModelBuilder b(17);
+                 b.input("x", {-1, 4, 3, 5}).output("y");
+                 auto& n = b.node("LayerNormalization", {"x", b.random("g", {4, 3, 5}, 0.5f, 1.5f)}, {"y"});
+                 attr(attr(n, "axis", int64_t{1}), "epsilon", 1e-3f);
+                 return b;
+               }});
+  c.push_back({"layer_norm_longer_than_a_block", [] {
+                 ModelBuilder b(17);
+                 b.input("x", {-1, 2, 600}).output("y");
+                 b.node("LayerNormalization", {"x", b.random("g", {600}, 0.5f, 1.5f), b.random("b", {600})}, {"y"});
+                 return b;
+               }});
   c.push_back({"squeeze_unsqueeze_identity_output", [] {
                  ModelBuilder b;
                  b.input("x", {-1, 3, 1, 5}).output("y");
@@ -354,6 +474,23 @@ void expect_model_matches(const Model& m, int items) {
 
 TEST_F(Gpu, ResNetStyleMatchesCpu) { expect_model_matches(gpu_resnet_style().model(), 6); }
 TEST_F(Gpu, MobileNetStyleMatchesCpu) { expect_model_matches(gpu_mobilenet_style().model(), 6); }
+TEST_F(Gpu, TransformerStyleMatchesCpu) { expect_model_matches(gpu_transformer_style().model(), 6); }
+
+// Mod on integers (Swin's window indices), where fp16 is exact too: both modes, divisors of
+// both signs, against the CPU op.
+TEST_F(Gpu, ModOfBothSignsMatchesCpuExactly) {
+  for (int64_t fmod : {0, 1}) {
+    ModelBuilder b;
+    b.input("x", {-1, 2, 6}).output("y");
+    attr(b.node("Mod", {"x", b.init("d", {6}, {3.f, -3.f, 2.5f, -2.5f, 7.f, 1.f})}, {"y"}), "fmod", fmod);
+    const Model m = b.model();
+    V x(3 * 2 * 6);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<int>(i * 7 % 17) - 8);
+    const V want = run_model(m, x, 3);
+    EXPECT_EQ(run_cuda(m, x, 3, Precision::FP32), want) << "fmod " << fmod;
+    EXPECT_EQ(run_cuda(m, x, 3, Precision::FP16), want) << "fmod " << fmod;
+  }
+}
 
 TEST_F(Gpu, DeviceInputFp32AndFp16AndDeviceOutput) {
   const Model m = gpu_resnet_style().model();
@@ -440,6 +577,55 @@ TEST_F(Gpu, AllocatesExactlyThePlan) {
   ex.release();
   EXPECT_EQ(budget.used(), 0u);
   EXPECT_FALSE(ex.prepared());
+}
+
+/// Each image's k best classes as the predictions file ranks them on the host: decreasing
+/// output, equal outputs in class order.
+std::vector<int32_t> host_top(const V& out, int items, int64_t classes, int k) {
+  std::vector<int32_t> top;
+  for (int i = 0; i < items; ++i) {
+    const float* o = out.data() + i * classes;
+    std::vector<int32_t> idx(static_cast<size_t>(classes));
+    for (int32_t c = 0; c < classes; ++c) idx[c] = c;
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                      [&](int32_t a, int32_t b) { return o[a] > o[b] || (o[a] == o[b] && a < b); });
+    top.insert(top.end(), idx.begin(), idx.begin() + k);
+  }
+  return top;
+}
+
+// The predictions' top-k ranked on the GPU (CUB segmented radix sort): 1000 classes with
+// ties (Relu zeros, repeated values), full and partial batches, fp32 and fp16, within the plan.
+TEST_F(Gpu, TopClassesRankedOnTheGpuMatchTheHostRanking) {
+  ModelBuilder b;
+  b.input("x", {-1, 1000}).output("y");
+  b.node("Relu", {"x"}, {"y"});
+  const Model m = b.model();
+  CudaDeviceAllocator device(0);
+  BudgetedAllocator budget(device);
+  CudaOptions opt;
+  opt.top_k = 7;
+  CudaExecutor ex(m, 0, budget, opt);
+  EXPECT_EQ(ex.top_k(), 7);
+  for (Precision p : {Precision::FP32, Precision::FP16}) {
+    ex.prepare(6, p);
+    EXPECT_EQ(budget.used(), ex.plan(6, p).total());
+    for (int items : {6, 4}) {
+      V x = ModelBuilder::random_values({items, 1000}, "topk");
+      for (size_t i = 0; i < x.size(); i += 3) x[i] = 0.5f;  // ties among the largest too
+      V out(x.size());
+      ex.run(x.data(), items, out.data());
+      EXPECT_EQ(ex.top_classes(), host_top(out, items, 1000, 7)) << to_string(p) << " " << items;
+    }
+  }
+  CudaOptions more;
+  more.top_k = 2000;  // more than the classes: all of them
+  CudaExecutor all(m, 0, device, more);
+  EXPECT_EQ(all.top_k(), 1000);
+  all.prepare(2, Precision::FP32);
+  V x = ModelBuilder::random_values({2, 1000}, "all"), out(x.size());
+  all.run(x.data(), 2, out.data());
+  EXPECT_EQ(all.top_classes(), host_top(out, 2, 1000, 1000));
 }
 
 TEST_F(Gpu, BudgetBelowPlanThrowsAndSmallerBatchRecovers) {

@@ -2,8 +2,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <string>
 
 #include "cuda_executor.h"
+#include "cuda_ops.h"
 #include "cuda_plan.h"
 #include "gpu_test_models.h"
 #include "graph.h"
@@ -149,6 +154,68 @@ TEST(CudaPlan, Fp16ScratchHoldsTheFp32InputAndOutput) {
   const cuda::CudaLayout l = layout_of(m, 7, Precision::FP16);
   EXPECT_GE(l.scratch_bytes, static_cast<size_t>(m.input_size() * 7 * 4));
   EXPECT_GE(l.scratch_bytes, static_cast<size_t>(m.output_size() * 7 * 4));
+}
+
+/// The ops of `m`'s steps at `batch` the CUDA backend rejects, with how many nodes each
+/// ("Erf x12, Pad x2"; "" when none) and the first reason for each.
+std::string cuda_rejects(const Model& m, int batch) {
+  const Graph& g = *m.graph();
+  const ResolvedGraph r = resolve(g, batch);
+  std::map<std::string, std::pair<int, std::string>> ops;
+  for (size_t k = 0; k < r.steps.size(); ++k) {
+    try {
+      (void)cuda::describe_step(r, k, g.opset, Precision::FP32, {});
+    } catch (const UnsupportedModel& e) {
+      auto& [count, why] = ops[r.steps[k].node->op_type];
+      if (count++ == 0) why = e.what();
+    }
+  }
+  std::string list;
+  for (const auto& [op, what] : ops)
+    list += (list.empty() ? "" : ", ") + op + " x" + std::to_string(what.first) + " (" + what.second + ")";
+  return list;
+}
+
+// ViT and Swin run Gather, Slice, Pad, LayerNormalization, Erf, Pow and Sqrt on activations.
+TEST(CudaPlan, PlansTheOpsOfViTAndSwin) {
+  const Model m = gpu_transformer_style().model();
+  EXPECT_EQ(cuda_rejects(m, 3), "");
+  const MemoryPlan f32 = cuda::cuda_plan(*m.graph(), 3, Precision::FP32);
+  const MemoryPlan f16 = cuda::cuda_plan(*m.graph(), 3, Precision::FP16);
+  EXPECT_LT(f16.total(), f32.total());
+  EXPECT_GT(f32.arena_bytes, 0u);
+}
+
+// The top-k sort's buffers (4 planes of the fp32 output, the row offsets, CUB's reserve) are
+// in the workspace after the fp16 output's conversion, and only when top-k is asked for.
+TEST(CudaPlan, TopKSortBuffersArePlanned) {
+  const Model m = gpu_resnet_style().model();  // 10 classes
+  CudaOptions opt;
+  opt.top_k = 5;
+  for (Precision p : {Precision::FP32, Precision::FP16}) {
+    const cuda::CudaLayout with = layout_of(m, 4, p, opt), without = layout_of(m, 4, p);
+    const size_t sort = cuda::sort_rows_scratch_bytes(4, 10);
+    EXPECT_GE(sort, 4 * cuda::cuda_align(4 * 10 * 4) + cuda::kSortCubReserve);
+    EXPECT_EQ(with.sort_offset, p == Precision::FP16 ? cuda::cuda_align(4 * 10 * 4) : 0u);
+    EXPECT_EQ(with.scratch_bytes, std::max(without.scratch_bytes, with.sort_offset + sort));
+    EXPECT_EQ(with.plan.total() - without.plan.total(), with.scratch_bytes - without.scratch_bytes);
+  }
+}
+
+// The exported torchvision models (scripts/export_torchvision.py) in the folder named by
+// IMGPIPE_CUDA_PLAN_MODELS: every step the CPU runs, the CUDA backend plans too.
+TEST(CudaPlan, PlansEveryStepOfTheModelsInImgpipeCudaPlanModels) {
+  const char* dir = std::getenv("IMGPIPE_CUDA_PLAN_MODELS");
+  if (!dir) GTEST_SKIP() << "set IMGPIPE_CUDA_PLAN_MODELS to a folder of .onnx files";
+  int seen = 0;
+  for (const auto& f : std::filesystem::directory_iterator(dir)) {
+    if (f.path().extension() != ".onnx") continue;
+    ++seen;
+    const Model m = Model::load(f.path().string());
+    EXPECT_EQ(cuda_rejects(m, 2), "") << f.path();
+    EXPECT_NO_THROW(cuda::cuda_plan(*m.graph(), 2, Precision::FP16)) << f.path();
+  }
+  EXPECT_GT(seen, 0) << "no .onnx file in " << dir;
 }
 
 }  // namespace

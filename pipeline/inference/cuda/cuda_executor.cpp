@@ -93,6 +93,8 @@ struct CudaExecutor::Prepared {
   CudaLayout layout;
   Buffer weights, arena, workspace;
   kernels::PinnedBuffer h_in, h_out;  // pinned staging: h_in for run() only, allocated there
+  kernels::PinnedBuffer h_top;         // the top-k classes of each image (CudaOptions::top_k)
+  std::vector<int32_t> top;            // their copy for top_classes(), sized at prepare
   std::optional<kernels::Event> done;  // blocking sync: a host wait sleeps, not spins a core
   const cuda::CudnnHandle* cudnn = nullptr;    // the executor's, kept across preparations
   const cuda::CublasHandle* cublas = nullptr;  // null when the graph has no Gemm/MatMul
@@ -229,8 +231,14 @@ struct CudaExecutor::Prepared {
     }
     const void* x = where(st.inputs[0]);
     if (s.asymmetric_pad) {
-      cuda::pad2d(x, scratch(), xs[0] * xs[1], xs[2], xs[3], s.win[0].pad_begin, s.win[0].pad_end, s.win[1].pad_begin,
-                  s.win[1].pad_end, dtype, stream);
+      cuda::PadShape p;
+      p.rank = 4;
+      for (int d = 0; d < 4; ++d) p.in[d] = p.out[d] = xs[d];
+      p.out[2] += s.win[0].pad_begin + s.win[0].pad_end;
+      p.out[3] += s.win[1].pad_begin + s.win[1].pad_end;
+      p.begin[2] = s.win[0].pad_begin;
+      p.begin[3] = s.win[1].pad_begin;
+      cuda::pad(cuda::PadMode::Constant, 0.f, x, scratch(), p, dtype, stream);
       x = scratch();
     }
     void* ws = scratch() + s.pad_bytes;
@@ -348,11 +356,15 @@ struct CudaExecutor::Prepared {
       case K::Unary:
         cuda::unary(s.unary, s.alpha, s.beta, s.lo, s.hi, in0, y, numel(out), dtype, stream);
         break;
-      case K::Binary: {
+      case K::Binary:
+      case K::Where: {
+        const bool three = s.kind == K::Where;
         Strided b = dims_of(out);
         broadcast_strides(in_shapes[k][0], out, b.a);
         broadcast_strides(in_shapes[k][1], out, b.b);
-        cuda::binary(s.binary, in0, where(st.inputs[1]), y, b, dtype, stream);
+        if (three) broadcast_strides(in_shapes[k][2], out, b.c);
+        cuda::elementwise(three ? cuda::BinaryKind::Where : s.binary, in0, where(st.inputs[1]),
+                          three ? where(st.inputs[2]) : nullptr, y, b, dtype, stream);
         break;
       }
       case K::MaxPool:
@@ -365,13 +377,24 @@ struct CudaExecutor::Prepared {
         cuda::global_avg_pool(in0, y, nc, numel(x) / std::max<int64_t>(nc, 1), dtype, stream);
         break;
       }
-      case K::Transpose: {
-        Strided t = dims_of(out);
-        int64_t in_st[cuda::kMaxRank] = {};
-        int64_t step = 1;
-        for (size_t d = x.size(); d-- > 0;) { in_st[d] = step; step *= x[d]; }
-        for (size_t d = 0; d < x.size(); ++d) t.a[d] = in_st[s.perm[d]];
-        cuda::strided_copy(in0, y, t, dtype, stream);
+      case K::Copy: {
+        Strided c = s.copy;  // the strides hold for any batch; the dims are this run's
+        for (size_t d = 0; d < out.size(); ++d) c.dims[d] = out[d];
+        cuda::strided_copy(in0, y, c, dtype, stream);
+        break;
+      }
+      case K::Pad: {
+        cuda::PadShape p = s.pad;
+        p.in[0] = x[0];
+        p.out[0] = out[0];
+        cuda::pad(s.pad_mode, s.pad_value, in0, y, p, dtype, stream);
+        break;
+      }
+      case K::LayerNorm: {
+        int64_t len = 1;
+        for (size_t d = s.axis; d < x.size(); ++d) len *= x[d];
+        cuda::layer_norm(in0, y, where(st.inputs[1]), s.has_bias ? where(st.inputs[2]) : nullptr,
+                         numel(x) / std::max<int64_t>(len, 1), len, s.eps, dtype, stream);
         break;
       }
       case K::Concat: {
@@ -532,6 +555,10 @@ void CudaExecutor::prepare(int batch, Precision p) {
     s->arena = Buffer(allocator_, plan.arena_bytes);
     s->workspace = Buffer(allocator_, plan.workspace_bytes);
     s->h_out = kernels::PinnedBuffer(static_cast<size_t>(model_.output_size() * batch) * sizeof(float));
+    if (top_k() > 0) {
+      s->h_top = kernels::PinnedBuffer(static_cast<size_t>(top_k()) * batch * sizeof(int32_t));
+      s->top.reserve(static_cast<size_t>(top_k()) * batch);
+    }
 
     // Weights: fp16 converted on the host with the CPU backend's rounding, so both
     // backends hold bit-identical weights; no fp32 copy is kept on the device.
@@ -596,10 +623,32 @@ void CudaExecutor::download(int batch_n, float* h_output, cudaStream_t stream) {
     cuda::convert(out, DType::F16, s.scratch(), DType::F32, out_n, stream);
     out = s.scratch();
   }
+  const int k = top_k();
+  if (k > 0) {  // rank on the device; only the k best of each image come back
+    const int64_t classes = model_.output_size();
+    const int32_t* order = cuda::sort_rows(static_cast<const float*>(out), batch_n, classes,
+                                           s.scratch() + s.layout.sort_offset, stream);
+    IMGPIPE_CUDA_CHECK(cudaMemcpy2DAsync(s.h_top.get(), static_cast<size_t>(k) * 4, order, static_cast<size_t>(classes) * 4,
+                                         static_cast<size_t>(k) * 4, static_cast<size_t>(batch_n), cudaMemcpyDeviceToHost,
+                                         stream));
+  }
   IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.h_out.get(), out, static_cast<size_t>(out_n) * 4, cudaMemcpyDeviceToHost, stream));
   s.done->record(stream);
   s.done->synchronize();
   std::memcpy(h_output, s.h_out.get(), static_cast<size_t>(out_n) * 4);
+  if (k > 0) {
+    const auto* h_top = static_cast<const int32_t*>(s.h_top.get());
+    s.top.assign(h_top, h_top + static_cast<size_t>(k) * batch_n);  // within the capacity reserved at prepare
+  }
+}
+
+const std::vector<int32_t>& CudaExecutor::top_classes() const {
+  static const std::vector<int32_t> none;
+  return state_ ? state_->top : none;
+}
+
+int CudaExecutor::top_k() const {
+  return static_cast<int>(std::min<int64_t>(std::max(options_.top_k, 0), model_.output_size()));
 }
 
 void CudaExecutor::run_device_to_device(const void* d_input, bool input_fp16, int batch_n, float* d_output,

@@ -7,7 +7,9 @@
 // activations as half and accumulates in fp32.
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "allocator.h"
 #include "cuda_plan.h"
@@ -75,12 +77,20 @@ class CudaExecutor {
                   cudaStream_t stream = nullptr);
   /// The same with a device fp32 output (d_output: batch_n x output_size() floats); does not
   /// wait: the output is ready, and d_input may be overwritten, when `stream` reaches this point.
+  /// Ranks nothing (top_classes() is left as it was).
   void run_device_to_device(const void* d_input, bool input_fp16, int batch_n, float* d_output,
                             cudaStream_t stream);
   /// h_input: host NCHW fp32, copied through a pinned staging buffer (allocated on the first
   /// call after prepare(); CudaOutOfMemory when pinned memory runs out). Same contract as
   /// Executor::run(); waits for `stream` before returning.
   void run(const float* h_input, int batch_n, float* h_output, cudaStream_t stream = nullptr);
+
+  /// With CudaOptions::top_k > 0: for each image of the last run_device() or run(), its
+  /// top_k() classes by decreasing output, equal outputs in class order (the host ranking's
+  /// rule), ranked on the GPU; row i at i * top_k(). Empty before the first run.
+  const std::vector<int32_t>& top_classes() const;
+  /// min(CudaOptions::top_k, output_size()).
+  int top_k() const;
 
   bool prepared() const;
   int batch() const;  ///< prepared batch size (0 when not prepared)

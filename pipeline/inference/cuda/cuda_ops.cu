@@ -1,12 +1,18 @@
 // Own kernels of the CUDA inference backend. Each op: a static __global__ *_kernel templated
 // on the storage type (float or __half; arithmetic always in float), then its launcher.
 // The float operations follow the CPU ops (ops_cpu.cpp) so results stay close to them.
+// Reductions (pooling, Softmax, ReduceMean, LayerNormalization) are CUB block reductions.
 #include <cuda_fp16.h>
+
+#include <cub/block/block_reduce.cuh>
+#include <cub/device/device_segmented_radix_sort.cuh>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "cuda_check.h"
 #include "cuda_ops.h"
@@ -70,6 +76,10 @@ __global__ void unary_kernel(UnaryKind kind, float alpha, float beta, float lo, 
       case UnaryKind::HardSigmoid: r = fminf(1.f, fmaxf(0.f, alpha * v + beta)); break;
       case UnaryKind::HardSwish: r = v * fminf(1.f, fmaxf(0.f, v / 6.f + 0.5f)); break;
       case UnaryKind::Tanh: r = tanhf(v); break;
+      case UnaryKind::Sqrt: r = sqrtf(v); break;
+      case UnaryKind::Erf: r = erff(v); break;
+      case UnaryKind::Neg: r = -v; break;
+      case UnaryKind::Not: r = v == 0.f ? 1.f : 0.f; break;
     }
     st(y, i, r);
   }
@@ -105,49 +115,51 @@ __global__ void batch_norm_kernel(const T* x, T* y, const T* gamma, const T* bet
 }
 
 // ---------------------------------------------------------------- strided ----------
-// Broadcast inputs are no larger than the output: every offset is below n.
+__device__ __forceinline__ float combine(BinaryKind kind, float a, float b, float c) {
+  switch (kind) {
+    case BinaryKind::Add: return a + b;
+    case BinaryKind::Sub: return a - b;
+    case BinaryKind::Mul: return a * b;
+    case BinaryKind::Div: return a / b;
+    case BinaryKind::Pow: return b == 2.f ? a * a : powf(a, b);
+    case BinaryKind::Equal: return a == b ? 1.f : 0.f;
+    case BinaryKind::Mod: {
+      const float r = fmodf(a, b);
+      return r != 0.f && (r < 0.f) != (b < 0.f) ? r + b : r;
+    }
+    case BinaryKind::FMod: return fmodf(a, b);
+    default: return a != 0.f ? b : c;  // Where
+  }
+}
+
+// Broadcast inputs are no larger than the output: every offset is below n. c is read only
+// by Where.
 template <class T, class I>
-__global__ void binary_kernel(BinaryKind kind, const T* a, const T* b, T* y, Strided s, I n) {
+__global__ void elementwise_kernel(BinaryKind kind, const T* a, const T* b, const T* c, T* y, Strided s, I n) {
   IMGPIPE_GRID_STRIDE_AS(I, i, n) {
-    I rem = i, oa = 0, ob = 0;
+    I rem = i, oa = 0, ob = 0, oc = 0;
     for (int k = s.rank - 1; k >= 0; --k) {
       const I idx = rem % I(s.dims[k]);
       rem /= I(s.dims[k]);
       oa += idx * I(s.a[k]);
       ob += idx * I(s.b[k]);
+      oc += idx * I(s.c[k]);
     }
-    const float va = ld(a, oa), vb = ld(b, ob);
-    float r;
-    switch (kind) {
-      case BinaryKind::Add: r = va + vb; break;
-      case BinaryKind::Sub: r = va - vb; break;
-      case BinaryKind::Mul: r = va * vb; break;
-      default: r = va / vb; break;
-    }
-    st(y, i, r);
+    st(y, i, combine(kind, ld(a, oa), ld(b, ob), c ? ld(c, oc) : 0.f));
   }
 }
 
 template <class T>
-__global__ void same_shape_binary_kernel(BinaryKind kind, const T* a, const T* b, T* y, int64_t n) {
-  IMGPIPE_GRID_STRIDE(i, n) {
-    const float va = ld(a, i), vb = ld(b, i);
-    float r;
-    switch (kind) {
-      case BinaryKind::Add: r = va + vb; break;
-      case BinaryKind::Sub: r = va - vb; break;
-      case BinaryKind::Mul: r = va * vb; break;
-      default: r = va / vb; break;
-    }
-    st(y, i, r);
-  }
+__global__ void same_shape_elementwise_kernel(BinaryKind kind, const T* a, const T* b, const T* c, T* y, int64_t n) {
+  IMGPIPE_GRID_STRIDE(i, n) st(y, i, combine(kind, ld(a, i), ld(b, i), c ? ld(c, i) : 0.f));
 }
 
-// A permutation or a broadcast of a smaller tensor: every offset is below n.
+// Every offset is below the larger of n and the input's reach (see reach()); with a 32-bit
+// I, negative strides wrap and come back, as the final offset is in range.
 template <class T, class I>
 __global__ void strided_copy_kernel(const T* x, T* y, Strided s, I n) {
   IMGPIPE_GRID_STRIDE_AS(I, i, n) {
-    I rem = i, off = 0;
+    I rem = i, off = I(s.a_base);
     for (int k = s.rank - 1; k >= 0; --k) {
       off += (rem % I(s.dims[k])) * I(s.a[k]);
       rem /= I(s.dims[k]);
@@ -156,13 +168,25 @@ __global__ void strided_copy_kernel(const T* x, T* y, Strided s, I n) {
   }
 }
 
-template <class T>
-__global__ void pad2d_kernel(const T* x, T* y, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t left,
-                             int64_t ph, int64_t pw) {
-  IMGPIPE_GRID_STRIDE(i, nc * ph * pw) {
-    const int64_t px = i % pw, py = (i / pw) % ph, q = i / (pw * ph);
-    const int64_t iy = py - top, ix = px - left;
-    y[i] = (iy >= 0 && iy < h && ix >= 0 && ix < w) ? x[(q * h + iy) * w + ix] : T(0.f);
+// The input is no larger than the output: every offset is below n.
+template <class T, class I>
+__global__ void pad_kernel(PadMode mode, float value, const T* x, T* y, PadShape s, I n) {
+  IMGPIPE_GRID_STRIDE_AS(I, i, n) {
+    I rem = i, off = 0, step = 1;
+    bool outside = false;
+    for (int d = s.rank - 1; d >= 0; --d) {
+      const int64_t len = s.in[d];
+      int64_t p = int64_t(rem % I(s.out[d])) - s.begin[d];
+      rem /= I(s.out[d]);
+      if (p < 0 || p >= len) {
+        if (mode == PadMode::Reflect) p = p < 0 ? -p : 2 * (len - 1) - p;
+        else if (mode == PadMode::Edge) p = p < 0 ? 0 : len - 1;
+        else outside = true;
+      }
+      off += I(p) * step;
+      step *= I(len);
+    }
+    st(y, i, outside ? value : ld(x, off));
   }
 }
 
@@ -199,38 +223,42 @@ __global__ void pool2d_kernel(bool is_max, const T* x, T* y, int64_t nc, int64_t
   }
 }
 
-/// Sum of v over the block (all threads get it); `shared` holds one float per warp.
-__device__ float block_sum(float v, float* shared) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();  // shared may still be read by a previous reduction
-  if (lane == 0) shared[warp] = v;
+using BlockReduce = cub::BlockReduce<float, kBlock>;
+
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+/// The block's reduction of v (BlockReduce's Sum or Reduce), handed to every thread. The
+/// block must be kBlock threads; tmp and out may be reused as soon as it returns.
+template <class F>
+__device__ float block_all(F reduce, BlockReduce::TempStorage& tmp, float& out) {
+  const float r = reduce(BlockReduce(tmp));
+  if (threadIdx.x == 0) out = r;
   __syncthreads();
-  v = lane < blockDim.x / 32 ? shared[lane] : 0.f;
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const float v = out;
+  __syncthreads();
   return v;
 }
 
-__device__ float block_max(float v, float* shared) {
-  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < blockDim.x / 32 ? shared[lane] : -INFINITY;
-  for (int o = 16; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
+__device__ float block_sum(float v, BlockReduce::TempStorage& tmp, float& out) {
+  return block_all([&](BlockReduce r) { return r.Sum(v); }, tmp, out);
+}
+
+__device__ float block_max(float v, BlockReduce::TempStorage& tmp, float& out) {
+  return block_all([&](BlockReduce r) { return r.Reduce(v, MaxOp{}); }, tmp, out);
 }
 
 /// One block per plane.
 template <class T>
 __global__ void global_avg_pool_kernel(const T* x, T* y, int64_t nc, int64_t inner) {
-  __shared__ float shared[32];
+  __shared__ BlockReduce::TempStorage tmp;
+  __shared__ float total;
   for (int64_t q = blockIdx.x; q < nc; q += gridDim.x) {
     const T* xq = x + q * inner;
     float s = 0.f;
     for (int64_t i = threadIdx.x; i < inner; i += blockDim.x) s += ld(xq, i);
-    s = block_sum(s, shared);
+    s = block_sum(s, tmp, total);
     if (threadIdx.x == 0) st(y, q, s / static_cast<float>(inner));
   }
 }
@@ -238,18 +266,42 @@ __global__ void global_avg_pool_kernel(const T* x, T* y, int64_t nc, int64_t inn
 /// One block per (outer, inner) row of length len, stride inner.
 template <class T>
 __global__ void softmax_kernel(const T* x, T* y, int64_t outer, int64_t len, int64_t inner) {
-  __shared__ float shared[32];
+  __shared__ BlockReduce::TempStorage tmp;
+  __shared__ float total;
   for (int64_t r = blockIdx.x; r < outer * inner; r += gridDim.x) {
     const int64_t o = r / inner, in = r % inner;
     const T* xr = x + o * len * inner + in;
     T* yr = y + o * len * inner + in;
     float m = -INFINITY;
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x) m = fmaxf(m, ld(xr, j * inner));
-    m = block_max(m, shared);
+    m = block_max(m, tmp, total);
     float s = 0.f;
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x) s += expf(ld(xr, j * inner) - m);
-    s = block_sum(s, shared);
+    s = block_sum(s, tmp, total);
     for (int64_t j = threadIdx.x; j < len; j += blockDim.x) st(yr, j * inner, expf(ld(xr, j * inner) - m) / s);
+  }
+}
+
+/// One block per row: the mean, then the variance around it (two passes, as the CPU op).
+template <class T>
+__global__ void layer_norm_kernel(const T* x, T* y, const T* scale, const T* bias, int64_t rows, int64_t len,
+                                  float eps) {
+  __shared__ BlockReduce::TempStorage tmp;
+  __shared__ float total;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * len;
+    T* yr = y + r * len;
+    float s = 0.f;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) s += ld(xr, j);
+    const float mean = block_sum(s, tmp, total) / static_cast<float>(len);
+    float v = 0.f;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+      const float d = ld(xr, j) - mean;
+      v += d * d;
+    }
+    const float inv = 1.f / sqrtf(block_sum(v, tmp, total) / static_cast<float>(len) + eps);
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x)
+      st(yr, j, (ld(xr, j) - mean) * inv * ld(scale, j) + (bias ? ld(bias, j) : 0.f));
   }
 }
 
@@ -262,16 +314,19 @@ __global__ void concat_kernel(const T* src, T* dst, int64_t outer, int64_t chunk
   }
 }
 
+/// One block per output element: `kept` locates its first input, `red` walks its reduction.
 template <class T>
 __global__ void reduce_mean_kernel(const T* x, T* y, Strided kept, Strided red, int64_t n_out, int64_t count) {
-  IMGPIPE_GRID_STRIDE(i, n_out) {
+  __shared__ BlockReduce::TempStorage tmp;
+  __shared__ float total;
+  for (int64_t i = blockIdx.x; i < n_out; i += gridDim.x) {
     int64_t rem = i, base = 0;
     for (int k = kept.rank - 1; k >= 0; --k) {
       base += (rem % kept.dims[k]) * kept.a[k];
       rem /= kept.dims[k];
     }
     float s = 0.f;
-    for (int64_t j = 0; j < count; ++j) {
+    for (int64_t j = threadIdx.x; j < count; j += blockDim.x) {
       int64_t r2 = j, off = base;
       for (int k = red.rank - 1; k >= 0; --k) {
         off += (r2 % red.dims[k]) * red.a[k];
@@ -279,8 +334,15 @@ __global__ void reduce_mean_kernel(const T* x, T* y, Strided kept, Strided red, 
       }
       s += ld(x, off);
     }
-    st(y, i, s / static_cast<float>(count > 0 ? count : 1));
+    s = block_sum(s, tmp, total);
+    if (threadIdx.x == 0) st(y, i, s / static_cast<float>(count > 0 ? count : 1));
   }
+}
+
+/// values[i] = i % cols (each row's column indices); offsets[r] = r * cols for r <= rows.
+__global__ void sort_rows_init_kernel(int32_t* values, int32_t* offsets, int32_t rows, int32_t cols) {
+  IMGPIPE_GRID_STRIDE(i, int64_t(rows) * cols) values[i] = int32_t(i % cols);
+  IMGPIPE_GRID_STRIDE(r, rows + 1) offsets[r] = int32_t(r * cols);
 }
 
 int64_t volume(const Strided& s) {
@@ -288,6 +350,16 @@ int64_t volume(const Strided& s) {
   for (int k = 0; k < s.rank; ++k) n *= s.dims[k];
   return n;
 }
+
+/// One past the largest input offset a strided copy reads (its index type must hold it).
+int64_t reach(const Strided& s) {
+  int64_t r = s.a_base;
+  for (int k = 0; k < s.rank; ++k) r += (s.dims[k] - 1) * std::abs(s.a[k]);
+  return r + 1;
+}
+
+/// Grid of one block per row, for the block reductions.
+unsigned rows_grid(int64_t rows) { return static_cast<unsigned>(std::min<int64_t>(rows, 65535 * 8)); }
 
 }  // namespace
 
@@ -348,22 +420,25 @@ void batch_norm(const void* d_x, void* d_y, const void* d_gamma, const void* d_b
   IMGPIPE_CHECK_LAUNCH();
 }
 
-void binary(BinaryKind kind, const void* d_a, const void* d_b, void* d_y, const Strided& s, DType t,
-            cudaStream_t stream) {
+void elementwise(BinaryKind kind, const void* d_a, const void* d_b, const void* d_c, void* d_y, const Strided& s,
+                 DType t, cudaStream_t stream) {
   const int64_t n = volume(s);
   if (n <= 0) return;
-  // Same shapes, both contiguous: no index arithmetic.
+  // Same shapes, all contiguous: no index arithmetic.
+  const bool where = kind == BinaryKind::Where;
   bool plain = true;
   for (int64_t k = s.rank - 1, step = 1; k >= 0; step *= s.dims[k], --k)
-    plain = plain && (s.dims[k] == 1 || (s.a[k] == step && s.b[k] == step));
+    plain = plain && (s.dims[k] == 1 || (s.a[k] == step && s.b[k] == step && (!where || s.c[k] == step)));
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* a = static_cast<const T*>(d_a);
     const T* b = static_cast<const T*>(d_b);
-    if (plain) same_shape_binary_kernel<<<grid_for(n), kBlock, 0, stream>>>(kind, a, b, static_cast<T*>(d_y), n);
+    const T* c = where ? static_cast<const T*>(d_c) : nullptr;
+    if (plain)
+      same_shape_elementwise_kernel<<<grid_for(n), kBlock, 0, stream>>>(kind, a, b, c, static_cast<T*>(d_y), n);
     else
       dispatch_index(n, [&](auto i) {
-        binary_kernel<<<grid_for(n), kBlock, 0, stream>>>(kind, a, b, static_cast<T*>(d_y), s, decltype(i)(n));
+        elementwise_kernel<<<grid_for(n), kBlock, 0, stream>>>(kind, a, b, c, static_cast<T*>(d_y), s, decltype(i)(n));
       });
   });
   IMGPIPE_CHECK_LAUNCH();
@@ -374,7 +449,7 @@ void strided_copy(const void* d_x, void* d_y, const Strided& s, DType t, cudaStr
   if (n <= 0) return;
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    dispatch_index(n, [&](auto i) {
+    dispatch_index(std::max(n, reach(s)), [&](auto i) {
       strided_copy_kernel<<<grid_for(n), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), s,
                                                               decltype(i)(n));
     });
@@ -382,14 +457,28 @@ void strided_copy(const void* d_x, void* d_y, const Strided& s, DType t, cudaStr
   IMGPIPE_CHECK_LAUNCH();
 }
 
-void pad2d(const void* d_x, void* d_y, int64_t nc, int64_t h, int64_t w, int64_t top, int64_t bottom, int64_t left,
-           int64_t right, DType t, cudaStream_t stream) {
-  const int64_t ph = h + top + bottom, pw = w + left + right;
-  if (nc * ph * pw <= 0) return;
+void pad(PadMode mode, float value, const void* d_x, void* d_y, const PadShape& s, DType t, cudaStream_t stream) {
+  int64_t n = 1;
+  for (int d = 0; d < s.rank; ++d) n *= s.out[d];
+  if (n <= 0) return;
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    pad2d_kernel<<<grid_for(nc * ph * pw), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), nc,
-                                                                h, w, top, left, ph, pw);
+    dispatch_index(n, [&](auto i) {
+      pad_kernel<<<grid_for(n), kBlock, 0, stream>>>(mode, value, static_cast<const T*>(d_x), static_cast<T*>(d_y), s,
+                                                     decltype(i)(n));
+    });
+  });
+  IMGPIPE_CHECK_LAUNCH();
+}
+
+void layer_norm(const void* d_x, void* d_y, const void* d_scale, const void* d_bias, int64_t rows, int64_t len,
+                float eps, DType t, cudaStream_t stream) {
+  if (rows <= 0 || len <= 0) return;
+  dispatch(t, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    layer_norm_kernel<<<rows_grid(rows), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y),
+                                                              static_cast<const T*>(d_scale),
+                                                              static_cast<const T*>(d_bias), rows, len, eps);
   });
   IMGPIPE_CHECK_LAUNCH();
 }
@@ -408,10 +497,9 @@ void pool2d(bool max, const void* d_x, void* d_y, int64_t nc, int64_t h, int64_t
 
 void global_avg_pool(const void* d_x, void* d_y, int64_t nc, int64_t inner, DType t, cudaStream_t stream) {
   if (nc <= 0) return;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(nc, 65535 * 8));
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    global_avg_pool_kernel<<<grid, kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), nc, inner);
+    global_avg_pool_kernel<<<rows_grid(nc), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), nc, inner);
   });
   IMGPIPE_CHECK_LAUNCH();
 }
@@ -430,10 +518,9 @@ void concat_part(const void* d_src, void* d_dst, int64_t outer, int64_t chunk, i
 void softmax(const void* d_x, void* d_y, int64_t outer, int64_t len, int64_t inner, DType t, cudaStream_t stream) {
   const int64_t rows = outer * inner;
   if (rows <= 0 || len <= 0) return;
-  const unsigned grid = static_cast<unsigned>(std::min<int64_t>(rows, 65535 * 8));
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    softmax_kernel<<<grid, kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), outer, len, inner);
+    softmax_kernel<<<rows_grid(rows), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), outer, len, inner);
   });
   IMGPIPE_CHECK_LAUNCH();
 }
@@ -443,10 +530,59 @@ void reduce_mean(const void* d_x, void* d_y, const Strided& kept, const Strided&
   if (n_out <= 0) return;
   dispatch(t, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    reduce_mean_kernel<<<grid_for(n_out), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), kept,
+    reduce_mean_kernel<<<rows_grid(n_out), kBlock, 0, stream>>>(static_cast<const T*>(d_x), static_cast<T*>(d_y), kept,
                                                                red, n_out, count);
   });
   IMGPIPE_CHECK_LAUNCH();
+}
+
+namespace {
+/// The parts of sort_rows()'s scratch: two key buffers, two index buffers, the row offsets,
+/// then CUB's temporary storage.
+struct SortScratch {
+  float* keys[2];
+  int32_t* values[2];
+  int32_t* offsets;
+  void* cub;
+  size_t bytes;
+};
+
+size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+SortScratch carve(void* d_scratch, int64_t rows, int64_t cols) {
+  const size_t plane = align256(static_cast<size_t>(rows * cols) * 4);
+  char* p = static_cast<char*>(d_scratch);
+  SortScratch s{};
+  for (int k = 0; k < 2; ++k) s.keys[k] = reinterpret_cast<float*>(p + k * plane);
+  for (int k = 0; k < 2; ++k) s.values[k] = reinterpret_cast<int32_t*>(p + (2 + k) * plane);
+  s.offsets = reinterpret_cast<int32_t*>(p + 4 * plane);
+  s.cub = p + 4 * plane + align256(static_cast<size_t>(rows + 1) * 4);
+  s.bytes = 4 * plane + align256(static_cast<size_t>(rows + 1) * 4) + kSortCubReserve;
+  return s;
+}
+}  // namespace
+
+size_t sort_rows_scratch_bytes(int64_t rows, int64_t cols) { return carve(nullptr, rows, cols).bytes; }
+
+const int32_t* sort_rows(const float* d_scores, int64_t rows, int64_t cols, void* d_scratch, cudaStream_t stream) {
+  if (rows * cols > INT32_MAX - 1) throw std::invalid_argument("sort_rows: more than 2^31 scores");
+  const SortScratch s = carve(d_scratch, rows, cols);
+  const int n = static_cast<int>(rows * cols), segments = static_cast<int>(rows);
+  IMGPIPE_CUDA_CHECK(cudaMemcpyAsync(s.keys[0], d_scores, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToDevice, stream));
+  sort_rows_init_kernel<<<grid_for(n), kBlock, 0, stream>>>(s.values[0], s.offsets, segments, static_cast<int32_t>(cols));
+  IMGPIPE_CHECK_LAUNCH();
+  // Radix sort is stable: equal scores keep their column order, as the host ranking does.
+  cub::DoubleBuffer<float> keys(s.keys[0], s.keys[1]);
+  cub::DoubleBuffer<int32_t> values(s.values[0], s.values[1]);
+  size_t temp = 0;
+  IMGPIPE_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(nullptr, temp, keys, values, n, segments,
+                                                                        s.offsets, s.offsets + 1, 0, 32, stream));
+  if (temp > kSortCubReserve)
+    throw std::logic_error("CUB's segmented sort asks for " + std::to_string(temp) + " bytes of temporary storage; " +
+                           std::to_string(kSortCubReserve) + " are planned");
+  IMGPIPE_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(s.cub, temp, keys, values, n, segments,
+                                                                        s.offsets, s.offsets + 1, 0, 32, stream));
+  return values.Current();
 }
 
 }  // namespace imgpipe::infer::cuda

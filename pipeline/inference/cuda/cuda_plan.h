@@ -25,6 +25,9 @@ struct CudaOptions {
   /// Device memory the cuDNN/cuBLAS handles and the kernel modules they load take, planned
   /// until the first prepare() has created them (CudaExecutor::overhead_bytes()).
   size_t handle_overhead_estimate = size_t{128} << 20;
+  /// Classes per image run_device() and run() rank on the GPU (CudaExecutor::top_classes());
+  /// 0: none. The sort's buffers are part of the workspace.
+  int top_k = 0;
 };
 
 /// Byte alignment of every tensor in the weight buffer, the arena and the workspace.
@@ -34,8 +37,8 @@ inline size_t cuda_align(size_t n) { return (n + kCudaAlign - 1) / kCudaAlign * 
 /// What one resolved step runs on the GPU.
 struct CudaStep {
   enum class Kind {
-    Conv, BatchNorm, Unary, Binary, MaxPool, AvgPool, GlobalAvgPool, View, Transpose,
-    Concat, Gemm, MatMul, Softmax, ReduceMean
+    Conv, BatchNorm, Unary, Binary, Where, MaxPool, AvgPool, GlobalAvgPool, View, Copy,
+    Pad, Concat, Gemm, MatMul, Softmax, ReduceMean, LayerNorm
   };
   using Unary = UnaryKind;
   using Binary = BinaryKind;
@@ -49,13 +52,19 @@ struct CudaStep {
   // Conv / pooling
   int64_t group = 1;
   Window win[2];
-  bool has_bias = false;
+  bool has_bias = false;        ///< Conv and LayerNormalization: the optional bias is given
   FusedActivation act;
   bool asymmetric_pad = false;  ///< pads differ begin/end: the input is padded into scratch
   bool ceil_mode = false, count_include_pad = false;
-  float eps = 1e-5f;            ///< BatchNormalization
-  // Transpose / Concat / Softmax / ReduceMean
-  std::vector<int64_t> perm;
+  float eps = 1e-5f;            ///< BatchNormalization, LayerNormalization
+  /// Copy (Transpose, Slice, Gather, Expand): where each output element is read, for the
+  /// shapes at the planned batch; run time takes the dims from the output's shape then.
+  Strided copy;
+  // Pad
+  PadShape pad;                 ///< at the planned batch; dim 0 (never padded) set at run time
+  PadMode pad_mode = PadMode::Constant;
+  float pad_value = 0.f;
+  // Concat / Softmax / ReduceMean / LayerNorm
   int64_t axis = 0;
   bool softmax_flat = false;    ///< opset < 13: softmax over the flattened [axis, rank)
   std::vector<bool> reduced;    ///< ReduceMean: per input dim
@@ -76,7 +85,8 @@ struct CudaLayout {
   std::vector<int64_t> unit0;      ///< per value: dim 0 per image when it scales, else 0
   bool separable = true;           ///< false when some tensor mixes images
   size_t cublas_bytes = 0;         ///< first part of the workspace
-  size_t scratch_bytes = 0;        ///< rest of the workspace (conv padding, cuDNN, fp16 I/O)
+  size_t scratch_bytes = 0;        ///< rest of the workspace (conv padding, cuDNN, fp16 I/O, top-k)
+  size_t sort_offset = 0;          ///< where in the scratch the top-k sort's buffers begin
   size_t sum_activation_bytes = 0; ///< the arena without liveness sharing (views excluded)
 };
 
