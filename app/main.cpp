@@ -16,7 +16,7 @@ const char* version();
 
 int main(int argc, char** argv) {
   using namespace imgpipe;
-  infer::restart_with_passive_openmp(argv);  // parallel.h says why
+  infer::restart_with_short_openmp_spin(argv);  // parallel.h says why
   CLI::App app{
       "imgpipe: streams a folder of images through decode, preprocessing and (optionally) an ONNX model.\n"
       "Exit codes: 0 success (corrupt images skipped and listed in report.json), 1 runtime failure\n"

@@ -30,9 +30,9 @@ int parallel_threads() {
   return n;
 }
 
-void restart_with_passive_openmp(char** argv) {
+void restart_with_short_openmp_spin(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
-  if (setenv("OMP_WAIT_POLICY", "passive", 1) == 0) execv("/proc/self/exe", argv);
+  if (setenv("GOMP_SPINCOUNT", "10000", 1) == 0) execv("/proc/self/exe", argv);
 }
 
 }  // namespace imgpipe::infer

@@ -16,15 +16,18 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 /// hardware thread.
 int parallel_threads();
 
-/// Called first thing in main(): restarts the program (same pid, arguments and
-/// environment) with OMP_WAIT_POLICY=passive unless the user set OMP_WAIT_POLICY or
-/// GOMP_SPINCOUNT. The OpenMP team then sleeps at its barriers instead of spinning: on an
-/// idle machine spinning is a little faster, on a busy one it crawls, because a spinning
-/// thread holds the core its team-mate or the decode threads need (EfficientNet-B0, batch
-/// 8, this 2-core box with two compilers running: 5-12 images/s spinning, 76-85 asleep).
-/// libgomp reads the variable once, while it loads, before main() (an executable's
+/// Called first thing in main(): unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT,
+/// restarts the program (same pid, arguments and environment) with GOMP_SPINCOUNT=10000, so
+/// that the OpenMP team spins briefly (some microseconds) at its barriers and then sleeps.
+/// libgomp's default spins 30 times longer, which on busy cores (a Colab neighbour, our own
+/// decode threads, compilers) holds the core a team-mate needs: EfficientNet-B0 at batch 8 on
+/// this 2-core box with two compilers running, 5-12 images/s against 76-86 asleep. Asleep at
+/// once (OMP_WAIT_POLICY=passive) costs a wake-up per barrier on an idle machine: MobileNetV2
+/// at batch 8, 323 images/s asleep, 407-424 spinning 10,000 times, 416 libgomp's default; a
+/// whole run of 200 JPEGs at batch 8, 213-220 images/s asleep, 223-252 at 10,000.
+/// libgomp reads the variables once, while it loads, before main() (an executable's
 /// .preinit_array is too early: libc resets the environment after it), hence the restart.
 /// Returns when it cannot restart (no /proc), and the run goes on as it is.
-void restart_with_passive_openmp(char** argv);
+void restart_with_short_openmp_spin(char** argv);
 
 }  // namespace imgpipe::infer

@@ -64,7 +64,7 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     py = sys.executable
     # Each tool gets the same thread count (imgpipe's OpenMP team: OMP_NUM_THREADS; the peers
-    # take --threads). Each keeps its own wait policy: imgpipe's is passive (parallel.h).
+    # take --threads). Each keeps its own wait policy: imgpipe's is a short spin (parallel.h).
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     for name in a.models.split(","):
         onnx = work / f"{name}.onnx"

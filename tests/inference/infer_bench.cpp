@@ -13,7 +13,7 @@
 using namespace imgpipe::infer;
 
 int main(int argc, char** argv) {
-  imgpipe::infer::restart_with_passive_openmp(argv);  // as imgpipe does
+  imgpipe::infer::restart_with_short_openmp_spin(argv);  // as imgpipe does
   if (argc < 2) {
     std::fprintf(stderr, "usage: infer_bench MODEL.onnx [--batch B] [--iters N] [--fp16] [--profile] [--in X.npy] [--out Y.npy]\n");
     return 1;
