@@ -39,7 +39,9 @@ def rate(cmd, env=None):
 def git_commit():
     def git(*a):
         return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    # Dirty: the code differs from the commit (the results file itself does not count).
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/bench"))}
 
 
 def cpu_name():
