@@ -661,7 +661,9 @@ TEST(Cli, PeakMemoryDoesNotGrowWithTheImageCount) {
   const std::string args = " --set memory.host_budget=16MiB --set decode.threads=2 --set output.images_per_shard=500";
   const int64_t few = peak_rss(tmp / "few", tmp / "out-few", args, 100);
   const int64_t many = peak_rss(tmp / "many", tmp / "out-many", args, 2000);
-  EXPECT_LT(many - few, int64_t(4) << 20) << "100 images: " << few << " bytes, 2,000: " << many;
+  // 8 MiB: heap slack varies with how the decode threads interleave (4.3 MB was seen once on
+  // a loaded machine); keeping one 640x480 image in 100 would already add 17 MB.
+  EXPECT_LT(many - few, int64_t(8) << 20) << "100 images: " << few << " bytes, 2,000: " << many;
   EXPECT_LT(many, int64_t(55 + 16 + 40) << 20) << "the process, the budget and slack";
 }
 

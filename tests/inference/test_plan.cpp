@@ -72,7 +72,9 @@ TEST(Planner, BytesGrowWithBatchAndHalveWithFp16) {
     // into scratch), and the activations halve; where one image's step widened to fp32
     // would outweigh that (batch 1), fp16 keeps fp32 storage of fp16-rounded values.
     EXPECT_LE(p16.total(), p32.total()) << "batch " << b;
-    if (b > 1) EXPECT_EQ(p16.arena_bytes * 2, p32.arena_bytes);
+    if (b > 1) {
+      EXPECT_EQ(p16.arena_bytes * 2, p32.arena_bytes);
+    }
     EXPECT_EQ(p16.weight_bytes, p32.weight_bytes);
     EXPECT_GT(p32.weight_bytes, 0u);
     EXPECT_EQ(p32.total(), p32.weight_bytes + m.bytes_needed(b, Precision::FP32));

@@ -15,9 +15,13 @@ namespace {
 TEST(DeviceQuery, ZeroDevicesComeWithAReason) {
   const CudaProbe probe = probe_cuda();
   // No NVIDIA driver node: no device. With IMGPIPE_REQUIRE_GPU=1 (a GPU machine): at least one.
-  if (!std::filesystem::exists("/dev/nvidiactl")) EXPECT_EQ(probe.device_count, 0);
+  if (!std::filesystem::exists("/dev/nvidiactl")) {
+    EXPECT_EQ(probe.device_count, 0);
+  }
   const char* require = std::getenv("IMGPIPE_REQUIRE_GPU");
-  if (require && std::string(require) == "1") EXPECT_GT(probe.device_count, 0) << probe.reason;
+  if (require && std::string(require) == "1") {
+    EXPECT_GT(probe.device_count, 0) << probe.reason;
+  }
   if (probe.device_count == 0)
     EXPECT_FALSE(probe.reason.empty());
   else
