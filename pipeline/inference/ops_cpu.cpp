@@ -164,14 +164,9 @@ class BinaryOp : public Op {
     int64_t dims[8], st_a[8], st_b[8];
     strides_in(sa, nhwc_in_[0], out, st_a);
     strides_in(sb, nhwc_in_[1], out, st_b);
-    for (size_t k = 0; k < r; ++k) dims[k] = out[k];
-    if (nhwc_out_) {  // N, H, W, C
-      const int64_t d[4] = {out[0], out[2], out[3], out[1]}, ta[4] = {st_a[0], st_a[2], st_a[3], st_a[1]},
-                    tb[4] = {st_b[0], st_b[2], st_b[3], st_b[1]};
-      std::copy(d, d + 4, dims);
-      std::copy(ta, ta + 4, st_a);
-      std::copy(tb, tb + 4, st_b);
-    }
+    std::copy(out.begin(), out.end(), dims);
+    if (nhwc_out_)  // N, C, H, W -> N, H, W, C
+      for (int64_t* v : {dims, st_a, st_b}) std::rotate(v + 1, v + 2, v + 4);
     const int64_t inner = r ? dims[r - 1] : 1;
     const int64_t outer = inner ? n / inner : 0;
     parallel_items(outer, inner, [&](int64_t o0, int64_t o1) {

@@ -39,6 +39,28 @@ onnx::NodeProto& attr(onnx::NodeProto& n, const std::string& key, const std::vec
   for (int64_t x : v) a->add_ints(x);
   return n;
 }
+std::string layer_norm_pattern(ModelBuilder& b, const std::string& x, const std::string& prefix) {
+  const std::string p = prefix + ".";
+  attr(b.node("ReduceMean", {x}, {p + "mean"}), "axes", std::vector<int64_t>{-1});
+  b.node("Sub", {x, p + "mean"}, {p + "d"});
+  b.node("Pow", {p + "d", b.init(p + "two", {}, {2.f})}, {p + "d2"});
+  attr(b.node("ReduceMean", {p + "d2"}, {p + "var"}), "axes", std::vector<int64_t>{-1});
+  b.node("Add", {p + "var", b.init(p + "eps", {}, {1e-5f})}, {p + "ve"});
+  b.node("Sqrt", {p + "ve"}, {p + "sd"});
+  b.node("Div", {p + "d", p + "sd"}, {p + "out"});
+  return p + "out";
+}
+
+std::string gelu_pattern(ModelBuilder& b, const std::string& x, const std::string& prefix) {
+  const std::string p = prefix + ".";
+  b.node("Div", {x, b.init(p + "sqrt2", {}, {1.41421356f})}, {p + "x"});
+  b.node("Erf", {p + "x"}, {p + "erf"});
+  b.node("Add", {p + "erf", b.init(p + "one", {}, {1.f})}, {p + "erf1"});
+  b.node("Mul", {x, p + "erf1"}, {p + "twice"});
+  b.node("Mul", {p + "twice", b.init(p + "half", {}, {0.5f})}, {p + "out"});
+  return p + "out";
+}
+
 onnx::NodeProto& attr_tensor(onnx::NodeProto& n, const std::string& key, const onnx::TensorProto& t) {
   auto* a = n.add_attribute();
   a->set_name(key);

@@ -99,6 +99,14 @@ onnx::NodeProto& attr(onnx::NodeProto& n, const std::string& key, const std::str
 onnx::NodeProto& attr(onnx::NodeProto& n, const std::string& key, const std::vector<int64_t>& v);
 onnx::NodeProto& attr_tensor(onnx::NodeProto& n, const std::string& key, const onnx::TensorProto& t);
 
+// Patterns as PyTorch exports write them; node and tensor names start with `prefix`, and
+// each returns its output's name.
+/// Layer norm over the last axis, without scale and shift, below opset 17:
+/// ReduceMean, Sub, Pow 2, ReduceMean, Add eps, Sqrt, Div.
+std::string layer_norm_pattern(ModelBuilder& b, const std::string& x, const std::string& prefix);
+/// GELU: x * 0.5 * (1 + erf(x / sqrt 2)).
+std::string gelu_pattern(ModelBuilder& b, const std::string& x, const std::string& prefix);
+
 /// Prepares an executor at `batch` (HostAllocator) and runs `items` images.
 std::vector<float> run_model(const Model& m, const std::vector<float>& input, int items,
                              Precision p = Precision::FP32, int batch = 0);

@@ -210,17 +210,11 @@ ModelBuilder transformer_block() {
   ModelBuilder b(17);
   b.input("x", {-1, 6, 8}).output("y");  // 6 tokens of 8
   // Opset 13's layer norm pattern, then opset 17's LayerNormalization.
-  attr(b.node("ReduceMean", {"x"}, {"mu"}), "axes", S{-1});
-  b.node("Sub", {"x", "mu"}, {"xc"});
-  b.node("Pow", {"xc", b.init("two", {}, {2.f})}, {"sq"});
-  attr(b.node("ReduceMean", {"sq"}, {"var"}), "axes", S{-1});
-  b.node("Add", {"var", b.init("eps", {}, {1e-5f})}, {"ve"});
-  b.node("Sqrt", {"ve"}, {"sd"});
-  b.node("Div", {"xc", "sd"}, {"ln1"});
+  const std::string ln1 = layer_norm_pattern(b, "x", "ln1");
   // Attention, one head: q k^T / sqrt(8), softmax, times v.
-  b.node("MatMul", {"ln1", b.random("wq", {8, 8})}, {"q"});
-  b.node("MatMul", {"ln1", b.random("wk", {8, 8})}, {"k"});
-  b.node("MatMul", {"ln1", b.random("wv", {8, 8})}, {"v"});
+  b.node("MatMul", {ln1, b.random("wq", {8, 8})}, {"q"});
+  b.node("MatMul", {ln1, b.random("wk", {8, 8})}, {"k"});
+  b.node("MatMul", {ln1, b.random("wv", {8, 8})}, {"v"});
   attr(b.node("Transpose", {"k"}, {"kt"}), "perm", S{0, 2, 1});
   b.node("MatMul", {"q", "kt"}, {"s"});
   b.node("Mul", {"s", b.init("scale", {}, {0.35355339f})}, {"ss"});
@@ -229,17 +223,12 @@ ModelBuilder transformer_block() {
   b.node("Add", {"x", "att"}, {"r"});
   attr(b.node("LayerNormalization", {"r", b.random("g", {8}, 0.5f, 1.5f), b.random("be", {8})}, {"ln2"}), "axis",
        int64_t{-1});
-  // GELU as exported: x * 0.5 * (1 + erf(x / sqrt 2)).
-  b.node("Div", {"ln2", b.init("rt2", {}, {1.41421356f})}, {"g1"});
-  b.node("Erf", {"g1"}, {"g2"});
-  b.node("Add", {"g2", b.init("one", {}, {1.f})}, {"g3"});
-  b.node("Mul", {"ln2", "g3"}, {"g4"});
-  b.node("Mul", {"g4", b.init("half", {}, {0.5f})}, {"gelu"});
+  const std::string gelu = gelu_pattern(b, "ln2", "gelu");
   // Where(not(x == -x), x, -x) is x except at 0; Expand a per-token bias over the batch.
-  b.node("Neg", {"gelu"}, {"ng"});
-  b.node("Equal", {"gelu", "ng"}, {"eq"});
+  b.node("Neg", {gelu}, {"ng"});
+  b.node("Equal", {gelu, "ng"}, {"eq"});
   b.node("Not", {"eq"}, {"ne"});
-  b.node("Where", {"ne", "gelu", "ng"}, {"w"});
+  b.node("Where", {"ne", gelu, "ng"}, {"w"});
   b.node("Expand", {b.random("tb", {6, 1}), b.init_i64("es", {2}, {6, 8})}, {"bias"});
   b.node("Add", {"w", "bias"}, {"y"});
   return b;

@@ -127,19 +127,8 @@ inline ModelBuilder gpu_transformer_style() {
   attr(b.node("Transpose", {"ctx"}, {"ctxT"}), "perm", S{0, 2, 1, 3});
   b.node("Reshape", {"ctxT", b.init_i64("ctx.s", {3}, {0, 9, 16})}, {"attn"});
   b.node("Add", {"tok", "attn"}, {"res"});
-  attr(b.node("ReduceMean", {"res"}, {"mu"}), "axes", S{-1});
-  b.node("Sub", {"res", "mu"}, {"d"});
-  b.node("Pow", {"d", b.init("two", {}, {2.f})}, {"d2"});
-  attr(b.node("ReduceMean", {"d2"}, {"var"}), "axes", S{-1});
-  b.node("Add", {"var", b.init("eps", {}, {1e-5f})}, {"ve"});
-  b.node("Sqrt", {"ve"}, {"sd"});
-  b.node("Div", {"d", "sd"}, {"norm"});
-  b.node("Div", {"norm", b.init("sqrt2", {}, {1.4142135f})}, {"gx"});
-  b.node("Erf", {"gx"}, {"erf"});
-  b.node("Add", {"erf", b.init("one", {}, {1.f})}, {"erf1"});
-  b.node("Mul", {"norm", "erf1"}, {"g2"});
-  b.node("Mul", {"g2", b.init("half", {}, {0.5f})}, {"gelu"});
-  attr(b.node("Gather", {"gelu", b.init_i64("cls", {}, {0})}, {"cls.tok"}), "axis", int64_t{1});
+  const std::string gelu = gelu_pattern(b, layer_norm_pattern(b, "res", "ln"), "gelu");
+  attr(b.node("Gather", {gelu, b.init_i64("cls", {}, {0})}, {"cls.tok"}), "axis", int64_t{1});
   b.node("Gemm", {"cls.tok", b.random("fc.w", {16, 10}, -2.f, 2.f), b.random("fc.b", {10})}, {"logits"});
   return b;
 }
