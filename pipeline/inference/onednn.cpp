@@ -21,18 +21,17 @@ using Tag = memory::format_tag;
 constexpr memory::data_type kF32 = memory::data_type::f32;
 
 // ---- The API differences between oneDNN 2 and 3, in one place. ----------------------
-dnnl::convolution_forward::primitive_desc conv_primitive_desc(const dnnl::engine& eng, dnnl::algorithm alg,
-                                                              const memory::desc& src,
+dnnl::convolution_forward::primitive_desc conv_primitive_desc(const dnnl::engine& eng, dnnl::prop_kind prop,
+                                                              dnnl::algorithm alg, const memory::desc& src,
                                                               const memory::desc& w, const memory::desc& bias,
                                                               const memory::desc& dst, const memory::dims& strides,
                                                               const memory::dims& dilates, const memory::dims& pad_l,
                                                               const memory::dims& pad_r,
                                                               const dnnl::primitive_attr& attr) {
 #if DNNL_VERSION_MAJOR >= 3
-  return {eng, dnnl::prop_kind::forward_inference, alg, src, w, bias, dst, strides, dilates, pad_l, pad_r, attr};
+  return {eng, prop, alg, src, w, bias, dst, strides, dilates, pad_l, pad_r, attr};
 #else
-  const dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, alg, src, w, bias, dst, strides,
-                                          dilates, pad_l, pad_r);
+  const dnnl::convolution_forward::desc d(prop, alg, src, w, bias, dst, strides, dilates, pad_l, pad_r);
   return {d, attr, eng};
 #endif
 }
@@ -92,23 +91,29 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 constexpr int64_t kImagesPerCall = 8;
 
 /// Winograd's F(4x4, 3x3) (oneDNN 2.x on AVX-512; oneDNN 3 has none on x86) for a 3x3,
-/// stride-1 Conv. It saves per 4x4 output tile and costs per weight: its weights are
-/// pre-transformed, 4x ONNX's, and read at every call. So it runs where an image has at
-/// least as many output pixels as the Conv has channels. ResNet-50, 8 images, in the model,
-/// copies in and out included: 56x56x64 3.7 -> 1.1 ms, 28x28x128 3.5 -> 2.1 ms (both taken,
-/// +6.6 MB of weights); 14x14x256 3.3 -> 2.5 ms, for +42 MB, and 7x7x512 slower (not taken).
-/// The training kernel, which transforms plain weights at each call, was no faster and
-/// slower for one image.
-bool winograd_pays(const ConvParams& p) { return p.oh * p.ow >= std::max(p.c, p.m); }
+/// stride-1 Conv without a residual, in one of two ways. Times are ResNet-50's, 8 images, in
+/// the model, copies to and from its nChw16c layout included:
+/// - Weights pre-transformed at load (4x ONNX's), read as they are at every call, by one
+///   kernel for one image and one for a call of 8: where an image has at least as many
+///   output pixels as the Conv has channels. 56x56x64: 3.7 -> 1.1 ms, 28x28x128: 3.5 -> 2.1
+///   ms, for +6.6 MB of weights in all.
+/// - Weights kept blocked (OIhw16i16o, ONNX's size) and transformed in the scratchpad at
+///   each call of 8 images (oneDNN's training kernel), where a call has at least
+///   kMinTilesPerCall output tiles: 14x14x256. One image goes to the direct kernel, which
+///   reads the same blocked weights nearly as fast as its own layout; Winograd with a
+///   transform per image is slower than it.
+/// 7x7x512 stays direct: Winograd was slower either way.
+bool pretransformed_winograd_pays(const ConvParams& p) { return p.oh * p.ow >= std::max(p.c, p.m); }
+constexpr int64_t kMinTilesPerCall = 128;
 
-/// A convolution of a fixed number of images: NHWC, or nChw16c for Winograd. The batched
-/// one and the one-image one share the packed weights and give each image the same result
-/// (Models.AnImageGetsTheSameResultAloneAsInAWholeOrShortBatch).
+/// A convolution of a fixed number of images: NHWC, or nChw16c copies for Winograd. The
+/// batched one and the one-image one share the packed weights and give each image the same
+/// result (Models.AnImageGetsTheSameResultAloneAsInAWholeOrShortBatch).
 struct Kernel {
   memory::desc src, dst;
   dnnl::convolution_forward::primitive_desc pd;
   mutable dnnl::convolution_forward prim;  // made at the first run(): describing is cheap, generating code not
-  // Winograd's: all its images copied in from the activations' layout, and out, at once.
+  bool winograd = false;  ///< its images are copied in from the activations' layout, and out
   dnnl::reorder::primitive_desc copy_in, copy_out;
   mutable dnnl::reorder copy_in_prim, copy_out_prim;
 };
@@ -119,18 +124,20 @@ struct OnednnConv::Impl {
   Kernel one;
   Kernel all;  ///< `chunk` images at once, in one's weight layout; when !batched, unused
   bool batched = false;
-  bool winograd = false;  ///< one and all are Winograd's, on nChw16c copies of every image
   int64_t chunk = 1;
-  // The direct kernels' copies of one image between NCHW and NHWC.
+  // The direct one-image kernel's copies between NCHW and NHWC.
   dnnl::reorder::primitive_desc src_reorder, res_reorder, dst_reorder;
   size_t scratch = 0, src_copy = 0, dst_copy = 0;  // floats, in that order in the workspace
   mutable bool made = false;
   mutable dnnl::reorder to_nhwc_src, to_nhwc_res, to_nchw_dst;
 
-  /// False when oneDNN has no such kernel, or only its reference one.
-  bool describe(Kernel& k, const memory::desc& weights, int64_t n, dnnl::algorithm alg, Tag layout) const {
-    k.src = memory::desc({n, p.c, p.h, p.w}, kF32, layout);
-    k.dst = memory::desc({n, p.m, p.oh, p.ow}, kF32, layout);
+  /// False when oneDNN has no such kernel, or only its reference one. Winograd's training
+  /// kernel (`transform_each_call`) takes plain blocked weights; its inference one, its own.
+  bool describe(Kernel& k, const memory::desc& weights, int64_t n, bool winograd = false,
+                bool transform_each_call = false) const {
+    k.winograd = winograd;
+    k.src = memory::desc({n, p.c, p.h, p.w}, kF32, winograd ? Tag::nChw16c : Tag::nhwc);
+    k.dst = memory::desc({n, p.m, p.oh, p.ow}, kF32, winograd ? Tag::nChw16c : Tag::nhwc);
     // The residual is put in dst first (nothing to do when the planner put the output over
     // it), and the sum post-op adds what dst holds.
     dnnl::post_ops po;
@@ -142,34 +149,45 @@ struct OnednnConv::Impl {
     dnnl::primitive_attr attr = user_scratchpad();
     attr.set_post_ops(po);
     try {
-      k.pd = conv_primitive_desc(cpu_engine(), alg, k.src, weights, bias, k.dst, {p.stride[0], p.stride[1]},
-                                 {p.dilation[0] - 1, p.dilation[1] - 1}, {p.pad_begin[0], p.pad_begin[1]},
-                                 {p.pad_end[0], p.pad_end[1]}, attr);
+      k.pd = conv_primitive_desc(
+          cpu_engine(), transform_each_call ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference,
+          winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct, k.src, weights,
+          bias, k.dst, {p.stride[0], p.stride[1]}, {p.dilation[0] - 1, p.dilation[1] - 1},
+          {p.pad_begin[0], p.pad_begin[1]}, {p.pad_end[0], p.pad_end[1]}, attr);
     } catch (const dnnl::error&) {
       return false;  // a geometry or an algorithm oneDNN does not take
     }
     return std::string(k.pd.impl_info_str()).find("ref") == std::string::npos;
   }
 
-  bool describe_direct(Kernel& k, const memory::desc& weights, int64_t n) const {
-    return describe(k, weights, n, dnnl::algorithm::convolution_direct, Tag::nhwc);
-  }
-
-  /// Winograd for one image and for `chunk`, in the layout of its weights for
-  /// kImagesPerCall images: the layout depends on the images per call, and must not on the
-  /// batch, as weights are packed at load for batch 1 and cannot be reordered out of it.
-  /// False when oneDNN has no such kernel for one image or for kImagesPerCall.
+  /// Winograd where it pays (see pretransformed_winograd_pays). Whether it is used, and the
+  /// weights' layout, must not depend on the batch: weights are packed at load for batch 1,
+  /// and Winograd's own layout cannot be reordered into another. So both ways are decided
+  /// on kernels for kImagesPerCall images and for one.
   bool describe_winograd(const memory::dims& w_dims) {
     if (p.group != 1 || p.kh != 3 || p.kw != 3 || p.stride[0] != 1 || p.stride[1] != 1 || p.dilation[0] != 1 ||
-        p.dilation[1] != 1 || p.residual || !winograd_pays(p))
+        p.dilation[1] != 1 || p.residual)
       return false;
-    const auto alg = dnnl::algorithm::convolution_winograd;
-    Kernel reference;
-    if (!describe(reference, memory::desc(w_dims, kF32, Tag::any), kImagesPerCall, alg, Tag::nChw16c) ||
-        !describe(one, reference.pd.weights_desc(), 1, alg, Tag::nChw16c) ||
-        !(one.pd.weights_desc() == reference.pd.weights_desc()))
+    Kernel wide;
+    if (pretransformed_winograd_pays(p)) {
+      // Its layout for kImagesPerCall images, which the one-image kernel must read too.
+      if (!describe(wide, memory::desc(w_dims, kF32, Tag::any), kImagesPerCall, true) ||
+          !describe(one, wide.pd.weights_desc(), 1, true) || !(one.pd.weights_desc() == wide.pd.weights_desc()))
+        return false;
+      if (chunk > 1) batched = describe(all, wide.pd.weights_desc(), chunk, true);
+      return true;
+    }
+    const int64_t tiles = kImagesPerCall * ((p.oh + 3) / 4) * ((p.ow + 3) / 4);
+    const memory::desc blocked(w_dims, kF32, Tag::OIhw16i16o);
+    if (tiles < kMinTilesPerCall || !describe(wide, blocked, kImagesPerCall, true, true) ||
+        !describe(one, blocked, 1))
       return false;
-    if (chunk > 1) batched = describe(all, reference.pd.weights_desc(), chunk, alg, Tag::nChw16c);
+    if (chunk == kImagesPerCall) {
+      all = wide;
+      batched = true;
+    } else if (chunk > 1 && p.src_nhwc && p.dst_nhwc) {
+      batched = describe(all, blocked, chunk);
+    }
     return true;
   }
 
@@ -180,10 +198,6 @@ struct OnednnConv::Impl {
     if (p.bias) args.emplace(DNNL_ARG_BIAS, bias_mem);
     k.prim.execute(stream, args);
   }
-
-  /// Winograd's run(): each call's images copied into nChw16c, convolved, copied out.
-  void run_winograd(const float* x, const memory& weights, const memory& bias_mem, float* y, int64_t n, float* ws,
-                    const dnnl::stream& stream, const memory& scratchpad) const;
 };
 
 OnednnConv::OnednnConv(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -201,38 +215,40 @@ std::unique_ptr<OnednnConv> OnednnConv::create(const ConvParams& p) {
   s->src_plain = memory::desc({1, p.c, p.h, p.w}, kF32, Tag::nchw);
   s->dst_plain = memory::desc({1, p.m, p.oh, p.ow}, kF32, Tag::nchw);
   s->chunk = std::min<int64_t>(p.batch, kImagesPerCall);
-  s->winograd = s->describe_winograd(w_dims);
-  if (!s->winograd) {
+  if (!s->describe_winograd(w_dims)) {
     s->batched = false;
-    if (!s->describe_direct(s->one, memory::desc(w_dims, kF32, Tag::any), 1)) return nullptr;
+    if (!s->describe(s->one, memory::desc(w_dims, kF32, Tag::any), 1)) return nullptr;
     // Whole batches at once where no layout copy is needed, with the same packed weights.
     if (s->chunk > 1 && p.src_nhwc && p.dst_nhwc && (!p.residual || p.residual_nhwc))
-      s->batched = s->describe_direct(s->all, s->one.pd.weights_desc(), s->chunk);
+      s->batched = s->describe(s->all, s->one.pd.weights_desc(), s->chunk);
   }
-  const Kernel& widest = s->batched ? s->all : s->one;
-  size_t scratch = std::max(s->one.pd.scratchpad_desc().get_size(), widest.pd.scratchpad_desc().get_size());
+
+  size_t scratch = 0, src_copy = 0, dst_copy = 0;  // bytes
   auto layout_copy = [&](const memory::desc& from, const memory::desc& to) {
     dnnl::reorder::primitive_desc r(cpu_engine(), from, cpu_engine(), to, user_scratchpad());
     scratch = std::max(scratch, r.scratchpad_desc().get_size());
     return r;
   };
-  if (s->winograd) {
-    for (Kernel* k : {&s->one, &s->all}) {
-      if (k == &s->all && !s->batched) continue;
-      const int64_t n = k == &s->all ? s->chunk : 1;
-      const Tag in = p.src_nhwc ? Tag::nhwc : Tag::nchw, out = p.dst_nhwc ? Tag::nhwc : Tag::nchw;
-      k->copy_in = layout_copy(memory::desc({n, p.c, p.h, p.w}, kF32, in), k->src);
-      k->copy_out = layout_copy(k->dst, memory::desc({n, p.m, p.oh, p.ow}, kF32, out));
-    }
-  } else {
+  for (Kernel* k : {&s->one, &s->all}) {
+    if (k == &s->all && !s->batched) continue;
+    scratch = std::max(scratch, k->pd.scratchpad_desc().get_size());
+    if (!k->winograd) continue;
+    const int64_t n = k == &s->all ? s->chunk : 1;
+    k->copy_in = layout_copy(memory::desc({n, p.c, p.h, p.w}, kF32, p.src_nhwc ? Tag::nhwc : Tag::nchw), k->src);
+    k->copy_out = layout_copy(k->dst, memory::desc({n, p.m, p.oh, p.ow}, kF32, p.dst_nhwc ? Tag::nhwc : Tag::nchw));
+    src_copy = std::max(src_copy, k->src.get_size());
+    dst_copy = std::max(dst_copy, k->dst.get_size());
+  }
+  if (!s->one.winograd) {
     if (!p.src_nhwc) s->src_reorder = layout_copy(s->src_plain, s->one.src);
     if (p.residual && !p.residual_nhwc) s->res_reorder = layout_copy(s->dst_plain, s->one.dst);
     if (!p.dst_nhwc) s->dst_reorder = layout_copy(s->one.dst, s->dst_plain);
+    if (!p.src_nhwc) src_copy = std::max(src_copy, s->one.src.get_size());
+    if (!p.dst_nhwc) dst_copy = std::max(dst_copy, s->one.dst.get_size());
   }
   s->scratch = floats_of(scratch);
-  // The copies hold one image, or every image of a Winograd call.
-  s->src_copy = s->winograd || !p.src_nhwc ? floats_of(widest.src.get_size()) : 0;
-  s->dst_copy = s->winograd || !p.dst_nhwc ? floats_of(widest.dst.get_size()) : 0;
+  s->src_copy = floats_of(src_copy);
+  s->dst_copy = floats_of(dst_copy);
 
   std::unique_ptr<OnednnConv> conv(new OnednnConv(std::move(s)));
   const Impl& i = *conv->impl_;
@@ -285,16 +301,16 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
   const Impl& s = *impl_;
   const ConvParams& p = s.p;
   if (!s.made) {
-    s.one.prim = dnnl::convolution_forward(s.one.pd);
-    if (s.batched) s.all.prim = dnnl::convolution_forward(s.all.pd);
     for (const Kernel* k : {&s.one, &s.all}) {
-      if (!s.winograd || (k == &s.all && !s.batched)) continue;
+      if (k == &s.all && !s.batched) continue;
+      k->prim = dnnl::convolution_forward(k->pd);
+      if (!k->winograd) continue;
       k->copy_in_prim = dnnl::reorder(k->copy_in);
       k->copy_out_prim = dnnl::reorder(k->copy_out);
     }
-    if (!s.winograd && !p.src_nhwc) s.to_nhwc_src = dnnl::reorder(s.src_reorder);
-    if (!s.winograd && p.residual && !p.residual_nhwc) s.to_nhwc_res = dnnl::reorder(s.res_reorder);
-    if (!s.winograd && !p.dst_nhwc) s.to_nchw_dst = dnnl::reorder(s.dst_reorder);
+    if (!s.one.winograd && !p.src_nhwc) s.to_nhwc_src = dnnl::reorder(s.src_reorder);
+    if (!s.one.winograd && p.residual && !p.residual_nhwc) s.to_nhwc_res = dnnl::reorder(s.res_reorder);
+    if (!s.one.winograd && !p.dst_nhwc) s.to_nchw_dst = dnnl::reorder(s.dst_reorder);
     s.made = true;
   }
   const dnnl::engine& eng = cpu_engine();
@@ -303,19 +319,24 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
                  eng, ws);
   memory weights(s.one.pd.weights_desc(), eng, const_cast<float*>(w));
   memory bias_mem = p.bias ? memory(s.bias, eng, const_cast<float*>(bias)) : memory();
-  if (s.winograd) {
-    s.run_winograd(x, weights, bias_mem, y, n, ws, stream, scratch);
-    stream.wait();
-    return;
-  }
   float* src_copy = ws + s.scratch;
   float* dst_copy = src_copy + s.src_copy;
-  memory src(s.one.src, eng, src_copy), dst(s.one.dst, eng, dst_copy);
-  memory src_plain(s.src_plain, eng, nullptr), dst_plain(s.dst_plain, eng, nullptr);
   const int64_t in_img = p.c * p.h * p.w, out_img = p.m * p.oh * p.ow;
-  // Whole chunks of images in one call each (NHWC in and out, no copies), the rest one by one.
+  // A Winograd call: its images copied to nChw16c, convolved, copied back.
+  auto run_copied = [&](const Kernel& k, int64_t i) {
+    const memory src(k.src, eng, src_copy), dst(k.dst, eng, dst_copy);
+    const memory in(k.copy_in.src_desc(), eng, const_cast<float*>(x + i * in_img));
+    const memory out(k.copy_out.dst_desc(), eng, y + i * out_img);
+    k.copy_in_prim.execute(stream, {{DNNL_ARG_FROM, in}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratch}});
+    s.execute(k, stream, src, weights, bias_mem, dst, scratch);
+    k.copy_out_prim.execute(stream, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, out}, {DNNL_ARG_SCRATCHPAD, scratch}});
+  };
+  // Whole chunks of images in one call each (a direct one reads and writes the NHWC
+  // activations as they are), the rest one by one.
   const int64_t batched = s.batched ? n / s.chunk * s.chunk : 0;
-  if (batched) {
+  if (batched && s.all.winograd) {
+    for (int64_t i = 0; i < batched; i += s.chunk) run_copied(s.all, i);
+  } else if (batched) {
     memory src_all(s.all.src, eng, nullptr), dst_all(s.all.dst, eng, nullptr);
     if (p.residual && res != y)
       std::memcpy(y, res, static_cast<size_t>(batched * out_img) * sizeof(float));
@@ -325,7 +346,13 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
       s.execute(s.all, stream, src_all, weights, bias_mem, dst_all, scratch);
     }
   }
+  memory src(s.one.src, eng, src_copy), dst(s.one.dst, eng, dst_copy);
+  memory src_plain(s.src_plain, eng, nullptr), dst_plain(s.dst_plain, eng, nullptr);
   for (int64_t i = batched; i < n; ++i) {
+    if (s.one.winograd) {
+      run_copied(s.one, i);
+      continue;
+    }
     float* xi = const_cast<float*>(x + i * in_img);
     if (p.src_nhwc) {
       src.set_data_handle(xi);
@@ -350,25 +377,6 @@ void OnednnConv::run(const float* x, const float* w, const float* bias, const fl
     }
   }
   stream.wait();
-}
-
-void OnednnConv::Impl::run_winograd(const float* x, const memory& weights, const memory& bias_mem, float* y,
-                                    int64_t n, float* ws, const dnnl::stream& stream, const memory& scratchpad) const {
-  const dnnl::engine& eng = cpu_engine();
-  float* const src_blocked = ws + scratch;
-  float* const dst_blocked = src_blocked + src_copy;
-  const int64_t in_img = p.c * p.h * p.w, out_img = p.m * p.oh * p.ow;
-  for (int64_t i = 0; i < n;) {
-    const bool whole = batched && n - i >= chunk;
-    const Kernel& k = whole ? all : one;
-    const memory src(k.src, eng, src_blocked), dst(k.dst, eng, dst_blocked);
-    const memory act_in(k.copy_in.src_desc(), eng, const_cast<float*>(x + i * in_img));
-    const memory act_out(k.copy_out.dst_desc(), eng, y + i * out_img);
-    k.copy_in_prim.execute(stream, {{DNNL_ARG_FROM, act_in}, {DNNL_ARG_TO, src}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-    execute(k, stream, src, weights, bias_mem, dst, scratchpad);
-    k.copy_out_prim.execute(stream, {{DNNL_ARG_FROM, dst}, {DNNL_ARG_TO, act_out}, {DNNL_ARG_SCRATCHPAD, scratchpad}});
-    i += whole ? chunk : 1;
-  }
 }
 
 }  // namespace imgpipe::infer

@@ -292,10 +292,27 @@ ModelBuilder winograd_chain() {
   return b;
 }
 
+// Wider than an image has pixels (14x14 < 264): Winograd with its weights transformed at
+// each call of 8 images, the direct kernel for the rest, on the same weights.
+ModelBuilder winograd_wide() {
+  ModelBuilder b(17);
+  b.input("x", {-1, 24, 14, 14}).output("y");
+  attr(b.node("Conv", {"x", b.random("w1", {264, 24, 3, 3}, -0.2f, 0.2f), b.random("b1", {264})}, {"c1"}), "pads",
+       S{1, 1, 1, 1});
+  b.node("Relu", {"c1"}, {"r1"});
+  attr(b.node("Conv", {"r1", b.random("w2", {264, 264, 3, 3}, -0.05f, 0.05f), b.random("b2", {264})}, {"c2"}),
+       "pads", S{1, 1, 1, 1});
+  b.node("Relu", {"c2"}, {"r2"});
+  attr(b.node("Conv", {"r2", b.random("w3", {16, 264, 3, 3}, -0.05f, 0.05f)}, {"y"}), "pads", S{1, 1, 1, 1});
+  return b;
+}
+
 TEST(OnnxRuntimeOracle, WinogradSizedConvolutions) {
-  for (int batch : {11, 1}) {
+  for (int batch : {11, 3, 1}) {
     ModelBuilder b = winograd_chain();
     compare_with_ort(b, "winograd_" + std::to_string(batch), batch);
+    ModelBuilder w = winograd_wide();
+    compare_with_ort(w, "winograd_wide_" + std::to_string(batch), batch);
   }
 }
 
