@@ -103,8 +103,16 @@ constexpr int64_t kImagesPerCall = 8;
 ///   reads the same blocked weights nearly as fast as its own layout; Winograd with a
 ///   transform per image is slower than it.
 /// 7x7x512 stays direct: Winograd was slower either way.
+/// Its scratchpad grows with the images and channels of a call, far beyond the direct
+/// kernel's (VGG-11's 112x112 64 -> 128: 28 MB for one image, 173 MB for 8), so a call takes
+/// as many images as keep it and the copies within kWinogradCallBytes; a Conv whose one image
+/// does not fit stays direct. ResNet-50's calls of 8 take 20-28 MB.
+/// Its scratchpad is at least about 7 MB, so a small Conv stays direct: Winograd takes
+/// those of at least kWinogradMinMacs per image (ResNet-50's: 116 M each).
 bool pretransformed_winograd_pays(const ConvParams& p) { return p.oh * p.ow >= std::max(p.c, p.m); }
 constexpr int64_t kMinTilesPerCall = 128;
+constexpr size_t kWinogradCallBytes = size_t{32} << 20;
+constexpr int64_t kWinogradMinMacs = 50'000'000;
 
 /// A convolution of a fixed number of images: NHWC, or nChw16c copies for Winograd. The
 /// batched one and the one-image one share the packed weights and give each image the same
@@ -166,15 +174,20 @@ struct OnednnConv::Impl {
   /// on kernels for kImagesPerCall images and for one.
   bool describe_winograd(const memory::dims& w_dims) {
     if (p.group != 1 || p.kh != 3 || p.kw != 3 || p.stride[0] != 1 || p.stride[1] != 1 || p.dilation[0] != 1 ||
-        p.dilation[1] != 1 || p.residual)
+        p.dilation[1] != 1 || p.residual || p.m * p.c * 9 * p.oh * p.ow < kWinogradMinMacs)
       return false;
     Kernel wide;
     if (pretransformed_winograd_pays(p)) {
       // Its layout for kImagesPerCall images, which the one-image kernel must read too.
       if (!describe(wide, memory::desc(w_dims, kF32, Tag::any), kImagesPerCall, true) ||
-          !describe(one, wide.pd.weights_desc(), 1, true) || !(one.pd.weights_desc() == wide.pd.weights_desc()))
+          !describe(one, wide.pd.weights_desc(), 1, true) || !(one.pd.weights_desc() == wide.pd.weights_desc()) ||
+          call_bytes(one) > kWinogradCallBytes)
         return false;
-      if (chunk > 1) batched = describe(all, wide.pd.weights_desc(), chunk, true);
+      // As many images per call as fit kWinogradCallBytes (one by one at worst).
+      for (int64_t n = chunk; n > 1 && !batched; n /= 2) {
+        batched = describe(all, wide.pd.weights_desc(), n, true) && call_bytes(all) <= kWinogradCallBytes;
+        if (batched) chunk = n;
+      }
       return true;
     }
     const int64_t tiles = kImagesPerCall * ((p.oh + 3) / 4) * ((p.ow + 3) / 4);
@@ -182,7 +195,7 @@ struct OnednnConv::Impl {
     if (tiles < kMinTilesPerCall || !describe(wide, blocked, kImagesPerCall, true, true) ||
         !describe(one, blocked, 1))
       return false;
-    if (chunk == kImagesPerCall) {
+    if (chunk == kImagesPerCall && call_bytes(wide) <= kWinogradCallBytes) {
       all = wide;
       batched = true;
     } else if (chunk > 1 && p.src_nhwc && p.dst_nhwc) {
@@ -190,6 +203,12 @@ struct OnednnConv::Impl {
     }
     return true;
   }
+
+  /// A Winograd call's workspace: its scratchpad and the nChw16c copies of its images.
+  static size_t call_bytes(const Kernel& k) {
+    return k.pd.scratchpad_desc().get_size() + k.src.get_size() + k.dst.get_size();
+  }
+
 
   void execute(const Kernel& k, const dnnl::stream& stream, const memory& src, const memory& weights,
                const memory& bias_mem, const memory& dst, const memory& scratch) const {

@@ -274,21 +274,24 @@ TEST(OnnxRuntimeOracle, SqueezeExcitationChannelsLast) {
   compare_with_ort(b, "squeeze_excitation", 3);
 }
 
-// Convolutions of Winograd's size (3x3, stride 1, at least as many pixels as channels)
-// between channels-last activations, with the bias, Relu and Clip fused: a call of 8 images
-// and 3 left over, and one image alone.
+// Convolutions of Winograd's size (3x3, stride 1, at least as many pixels as channels and
+// 50 M multiply-adds per image) between channels-last activations, with the bias and Relu
+// fused; one with Clip, which Winograd does not take, between them.
 ModelBuilder winograd_chain() {
   ModelBuilder b(17);
-  b.input("x", {-1, 8, 20, 20}).output("y");
-  attr(b.node("Conv", {"x", b.random("w1", {32, 8, 3, 3}, -0.3f, 0.3f), b.random("b1", {32})}, {"c1"}), "pads",
+  b.input("x", {-1, 16, 40, 40}).output("y");
+  attr(b.node("Conv", {"x", b.random("w1", {64, 16, 3, 3}, -0.3f, 0.3f), b.random("b1", {64})}, {"c1"}), "pads",
        S{1, 1, 1, 1});
   b.node("Relu", {"c1"}, {"r1"});
-  attr(b.node("Conv", {"r1", b.random("w2", {48, 32, 3, 3}, -0.2f, 0.2f), b.random("b2", {48})}, {"c2"}), "pads",
+  attr(b.node("Conv", {"r1", b.random("w2", {64, 64, 3, 3}, -0.1f, 0.1f), b.random("b2", {64})}, {"c2"}), "pads",
        S{1, 1, 1, 1});
-  b.node("Clip", {"c2", b.init("lo", {}, {0.f}), b.init("hi", {}, {2.f})}, {"r2"});
-  attr(b.node("Conv", {"r2", b.random("w3", {16, 48, 3, 3}, -0.2f, 0.2f)}, {"c3"}), "pads", S{1, 1, 1, 1});
-  b.node("Relu", {"c3"}, {"r3"});
-  b.node("Conv", {"r3", b.random("w4", {16, 16, 3, 3}, -0.3f, 0.3f), b.random("b4", {16})}, {"y"});
+  b.node("Relu", {"c2"}, {"r2"});
+  attr(b.node("Conv", {"r2", b.random("w3", {64, 64, 3, 3}, -0.1f, 0.1f), b.random("b3", {64})}, {"c3"}), "pads",
+       S{1, 1, 1, 1});
+  b.node("Clip", {"c3", b.init("lo", {}, {0.f}), b.init("hi", {}, {2.f})}, {"r3"});
+  attr(b.node("Conv", {"r3", b.random("w4", {80, 64, 3, 3}, -0.1f, 0.1f)}, {"c4"}), "pads", S{1, 1, 1, 1});
+  b.node("Relu", {"c4"}, {"r4"});
+  b.node("Conv", {"r4", b.random("w5", {16, 80, 3, 3}, -0.1f, 0.1f), b.random("b5", {16})}, {"y"});
   return b;
 }
 

@@ -92,10 +92,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ConvCase{{5, 4, 7, 7}, {6, 2, 1, 1}, 2, {1, 1}, {0, 0, 0, 0}, {1, 1}, false},
                       ConvCase{{3, 4, 9, 11}, {6, 2, 3, 3}, 2, {2, 1}, {2, 0, 1, 3}, {1, 2}, true},
                       ConvCase{{3, 2, 40, 40}, {4, 2, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
-                      // Winograd's size (3x3, stride 1, pixels >= channels): a call of 8
-                      // images and 3 left, NCHW in and out; one image; asymmetric pads
-                      ConvCase{{11, 8, 24, 24}, {32, 8, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
-                      ConvCase{{1, 32, 16, 16}, {32, 32, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, false},
+                      // Winograd's size (3x3, stride 1, pixels >= channels, >= 50 M MACs per
+                      // image): a call of 8 images and 1 left, NCHW in and out; one image;
+                      // asymmetric pads
+                      ConvCase{{9, 64, 40, 40}, {64, 64, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, true},
+                      ConvCase{{1, 64, 40, 40}, {80, 64, 3, 3}, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, false},
                       ConvCase{{3, 16, 17, 13}, {24, 16, 3, 3}, 1, {1, 1}, {0, 1, 2, 0}, {1, 1}, true}),
     [](const ::testing::TestParamInfo<ConvCase>& info) {  // readable names: x5x3x6x6_w4x3x3x3_g1
       auto dims = [](const S& s) {
