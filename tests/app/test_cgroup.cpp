@@ -129,8 +129,9 @@ TEST(Cgroup, ResNet50OnTheCpuIn450MiBCompletesEveryImage) {
 // The plan is the truth: a run's peak resident memory is the model's plan (its weights, read
 // in place, plus the largest batch's arena and workspace) plus the host budget plus a
 // constant for the process itself (libraries, threads, the decoders' buffers), README's
-// "Memory" section: 96 MiB (55 MiB of it the process before any work; the rest the OpenMP
-// team's and oneDNN's per-thread state and the decoders'). Before, the parsed protobuf and a second copy of the weights
+// "Memory" section: 128 MiB (44-55 MiB of it the process before any work, more on newer
+// distributions; the rest the OpenMP team's and oneDNN's per-thread state, its JIT-generated
+// kernels and the decoders'). Debian 13 used up to 113 MiB of it. Before, the parsed protobuf and a second copy of the weights
 // came on top (ResNet-50: about 145 MiB more).
 TEST(Memory, PeakResidentMemoryIsThePlanPlusTheHostBudgetPlusAConstant) {
 #if defined(__SANITIZE_ADDRESS__)
@@ -154,7 +155,7 @@ TEST(Memory, PeakResidentMemoryIsThePlanPlusTheHostBudgetPlusAConstant) {
       const int64_t weights = report["model"]["memory"]["weight_bytes"], batch_bytes = report["model"]["memory"]["peak_allocated_bytes"];
       const int64_t rss = report["memory"]["peak_rss_bytes"];
       EXPECT_GT(weights, int64_t(97) << 20);  // 25.6 M parameters, fp32, once
-      EXPECT_LE(rss, weights + batch_bytes + (int64_t(16 + 96) << 20))
+      EXPECT_LE(rss, weights + batch_bytes + (int64_t(16 + 128) << 20))
           << precision << " batch " << batch << ": weights " << (weights >> 20) << " MiB, batch " << (batch_bytes >> 20)
           << " MiB, peak RSS " << (rss >> 20) << " MiB";
     }

@@ -10,7 +10,7 @@ precision (fp32, fp16) over as many images. report.json gives the peak RSS
 the weights resident from load on, plus peak_allocated_bytes, the arena and workspace the
 batch allocated). Checks, per run, with README's constant (section "Memory", "The model"):
 
-    peak RSS <= plan + memory.host_budget + 96 MiB
+    peak RSS <= plan + memory.host_budget + 128 MiB
     fp16 plan <= fp32 plan (same batch)
 
 A run without a model on the same images (plan 0) is held to the same bound. The figures
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-CONSTANT_MIB = 96  # README, "Memory": the process itself and its libraries' buffers
+CONSTANT_MIB = 128  # README, "Memory": the process itself and its libraries' buffers
 HOST_BUDGET_MIB = 16
 SIZE = 224
 MIB = 1 << 20
