@@ -91,17 +91,17 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 constexpr int64_t kImagesPerCall = 8;
 
 /// Winograd's F(4x4, 3x3) (oneDNN 2.x on AVX-512; oneDNN 3 has none on x86) for a 3x3,
-/// stride-1 Conv without a residual, in one of two ways. Times are ResNet-50's, 8 images, in
-/// the model, copies to and from its nChw16c layout included:
+/// stride-1 Conv without a residual, in one of two ways. Times are per call of 8 images in
+/// ResNet-50, direct -> Winograd with the copies to and from its nChw16c layout:
 /// - Weights pre-transformed at load (4x ONNX's), read as they are at every call, by one
 ///   kernel for one image and one for a call of 8: where an image has at least as many
-///   output pixels as the Conv has channels. 56x56x64: 3.7 -> 1.1 ms, 28x28x128: 3.5 -> 2.1
+///   output pixels as the Conv has channels. 56x56x64: 3.8 -> 2.7 ms, 28x28x128: 3.6 -> 2.3
 ///   ms, for +6.6 MB of weights in all.
 /// - Weights kept blocked (OIhw16i16o, ONNX's size) and transformed in the scratchpad at
 ///   each call of 8 images (oneDNN's training kernel), where a call has at least
-///   kMinTilesPerCall output tiles: 14x14x256. One image goes to the direct kernel, which
-///   reads the same blocked weights nearly as fast as its own layout; Winograd with a
-///   transform per image is slower than it.
+///   kMinTilesPerCall output tiles: 14x14x256, 3.6 -> 2.9 ms (pre-transformed: 2.5 ms, for
+///   +42 MB). One image goes to the direct kernel, which reads the same blocked weights
+///   nearly as fast as its own layout; Winograd with a transform per image is slower.
 /// 7x7x512 stays direct: Winograd was slower either way.
 /// Its scratchpad grows with the images and channels of a call, far beyond the direct
 /// kernel's (VGG-11's 112x112 64 -> 128: 28 MB for one image, 173 MB for 8), so a call takes
