@@ -323,22 +323,28 @@ TEST(OnnxRuntimeOracle, WinogradSizedConvolutions) {
 // plan packs nothing at prepare, counts the packed weights as the model's, and the results
 // are those of weights packed at prepare, at both precisions.
 TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
-  const fs::path dir = temp_dir("packed_at_load");
-  squeeze_excitation().save((dir / "model.onnx").string());
-  const Model plain = Model::load((dir / "model.onnx").string());
-  const Model packed = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
-  const MemoryPlan a = plain.plan(3, Precision::FP32), b = packed.plan(3, Precision::FP32);
-  EXPECT_GT(a.packed_bytes, 0u) << "the model's Convs no longer run on oneDNN";
-  EXPECT_EQ(b.packed_bytes, 0u);
-  EXPECT_GE(b.weight_bytes, a.weight_bytes);  // oneDNN may pad channels
-  EXPECT_LT(b.total(), a.total());
-  S shape = packed.input_shape();
-  shape.insert(shape.begin(), 3);
-  const V x = ModelBuilder::random_values(shape, "packed_at_load");
-  for (const Precision p : {Precision::FP32, Precision::FP16}) {
-    const V want = run_model(plain, x, 3, p), got = run_model(packed, x, 3, p);
-    ASSERT_EQ(got.size(), want.size());
-    EXPECT_EQ(max_abs_diff(got, want), 0.f) << (p == Precision::FP16 ? "fp16" : "fp32");
+  const std::pair<const char*, ModelBuilder> models[] = {{"squeeze_excitation", squeeze_excitation()},
+                                                         {"winograd_chain", winograd_chain()},
+                                                         {"winograd_wide", winograd_wide()}};
+  for (const auto& [name, builder] : models) {
+    const fs::path dir = temp_dir(std::string("packed_at_load_") + name);
+    builder.save((dir / "model.onnx").string());
+    const Model plain = Model::load((dir / "model.onnx").string());
+    const Model packed = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
+    const MemoryPlan a = plain.plan(9, Precision::FP32), b = packed.plan(9, Precision::FP32);
+    EXPECT_GT(a.packed_bytes, 0u) << name << ": the model's Convs no longer run on oneDNN";
+    EXPECT_EQ(b.packed_bytes, 0u) << name;
+    EXPECT_GE(b.weight_bytes, a.weight_bytes) << name;  // oneDNN may pad channels
+    EXPECT_LT(b.total(), a.total()) << name;
+    // 9 images: a call of 8 and one alone, on weights packed at load for batch 1.
+    S shape = packed.input_shape();
+    shape.insert(shape.begin(), 9);
+    const V x = ModelBuilder::random_values(shape, "packed_at_load");
+    for (const Precision p : {Precision::FP32, Precision::FP16}) {
+      const V want = run_model(plain, x, 9, p), got = run_model(packed, x, 9, p);
+      ASSERT_EQ(got.size(), want.size());
+      EXPECT_EQ(max_abs_diff(got, want), 0.f) << name << (p == Precision::FP16 ? " fp16" : " fp32");
+    }
   }
 }
 
@@ -346,23 +352,32 @@ TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
 // by image otherwise (a short last batch, layout copies): an image's result is the same
 // either way, alone or in any batch.
 TEST(Models, AnImageGetsTheSameResultAloneAsInAWholeOrShortBatch) {
-  const fs::path dir = temp_dir("batch_invariance");
-  squeeze_excitation().save((dir / "model.onnx").string());
-  const Model m = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
-  const int64_t in = m.input_size(), out = m.output_size();
-  const V x = ModelBuilder::random_values({4, 16, 16, 16}, "batch_invariance");
-  const V whole = run_model(m, x, 4);
-  HostAllocator host;
-  Executor ex(m, host);
-  ex.prepare(4, Precision::FP32);
-  V y(static_cast<size_t>(3 * out));
-  ex.run(x.data(), 3, y.data());  // short batch
-  float scale = 1.f;
-  for (float v : whole) scale = std::max(scale, std::fabs(v));
-  EXPECT_LE(max_abs_diff(y, V(whole.begin(), whole.begin() + 3 * out)), 1e-5f * scale);
-  for (int k = 0; k < 4; ++k) {
-    const V alone = run_model(m, V(x.begin() + k * in, x.begin() + (k + 1) * in), 1);
-    EXPECT_LE(max_abs_diff(alone, V(whole.begin() + k * out, whole.begin() + (k + 1) * out)), 1e-5f * scale) << k;
+  const std::pair<const char*, ModelBuilder> models[] = {{"squeeze_excitation", squeeze_excitation()},
+                                                         {"winograd_chain", winograd_chain()},
+                                                         {"winograd_wide", winograd_wide()}};
+  for (const auto& [name, builder] : models) {
+    const fs::path dir = temp_dir(std::string("batch_invariance_") + name);
+    builder.save((dir / "model.onnx").string());
+    const Model m = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
+    const int64_t in = m.input_size(), out = m.output_size();
+    // 9 images: a call of 8 and one alone; a short batch of 5 runs image by image.
+    S shape = m.input_shape();
+    shape.insert(shape.begin(), 9);
+    const V x = ModelBuilder::random_values(shape, "batch_invariance");
+    const V whole = run_model(m, x, 9);
+    HostAllocator host;
+    Executor ex(m, host);
+    ex.prepare(9, Precision::FP32);
+    V y(static_cast<size_t>(5 * out));
+    ex.run(x.data(), 5, y.data());  // short batch
+    float scale = 1.f;
+    for (float v : whole) scale = std::max(scale, std::fabs(v));
+    EXPECT_LE(max_abs_diff(y, V(whole.begin(), whole.begin() + 5 * out)), 1e-5f * scale) << name;
+    for (int k = 0; k < 9; ++k) {
+      const V alone = run_model(m, V(x.begin() + k * in, x.begin() + (k + 1) * in), 1);
+      EXPECT_LE(max_abs_diff(alone, V(whole.begin() + k * out, whole.begin() + (k + 1) * out)), 1e-5f * scale)
+          << name << " image " << k;
+    }
   }
 }
 
