@@ -1,9 +1,10 @@
 #pragma once
 // oneDNN (libdnnl 2.x or 3.x) for the CPU executor: its GEMM, and 2-D convolution (direct,
 // grouped and depthwise kernels computing channels-last (NHWC), up to 8 images per call, with
-// bias, a residual and Relu/Clip/Swish as fused post-ops). Every buffer comes from the
-// caller: the weights in oneDNN's own layout (pack_weights(), at load or at prepare) and a
-// user scratchpad plus NCHW<->NHWC copies in the op's planned workspace.
+// bias, a residual and Relu/Clip/Swish as fused post-ops; Winograd for large 3x3 ones where
+// oneDNN 2.x has it, see onednn.cpp). Every buffer comes from the caller: the weights in
+// oneDNN's own layout (pack_weights(), at load or at prepare) and a user scratchpad plus
+// layout copies (NCHW<->NHWC, Winograd's nChw16c) in the op's planned workspace.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
