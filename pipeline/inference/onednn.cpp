@@ -183,9 +183,12 @@ struct OnednnConv::Impl {
           !describe(one, wide.pd.weights_desc(), 1, true) || !(one.pd.weights_desc() == wide.pd.weights_desc()) ||
           call_bytes(one) > kWinogradCallBytes)
         return false;
-      // As many images per call as fit kWinogradCallBytes (one by one at worst).
+      // As many images per call as fit kWinogradCallBytes (one by one at worst); a call of
+      // kImagesPerCall is the kernel already described.
       for (int64_t n = chunk; n > 1 && !batched; n /= 2) {
-        batched = describe(all, wide.pd.weights_desc(), n, true) && call_bytes(all) <= kWinogradCallBytes;
+        if (n == kImagesPerCall) all = wide;
+        batched = (n == kImagesPerCall || describe(all, wide.pd.weights_desc(), n, true)) &&
+                  call_bytes(all) <= kWinogradCallBytes;
         if (batched) chunk = n;
       }
       return true;

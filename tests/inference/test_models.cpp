@@ -319,14 +319,19 @@ TEST(OnnxRuntimeOracle, WinogradSizedConvolutions) {
   }
 }
 
+/// The models whose Convs take oneDNN's kernels in every layout and way: the direct ones
+/// (squeeze-and-excitation) and Winograd's two.
+std::vector<std::pair<const char*, ModelBuilder>> cpu_layout_models() {
+  return {{"squeeze_excitation", squeeze_excitation()},
+          {"winograd_chain", winograd_chain()},
+          {"winograd_wide", winograd_wide()}};
+}
+
 // A model loaded for the CPU holds each oneDNN Conv's weights once, in oneDNN's layout: the
 // plan packs nothing at prepare, counts the packed weights as the model's, and the results
 // are those of weights packed at prepare, at both precisions.
 TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
-  const std::pair<const char*, ModelBuilder> models[] = {{"squeeze_excitation", squeeze_excitation()},
-                                                         {"winograd_chain", winograd_chain()},
-                                                         {"winograd_wide", winograd_wide()}};
-  for (const auto& [name, builder] : models) {
+  for (const auto& [name, builder] : cpu_layout_models()) {
     const fs::path dir = temp_dir(std::string("packed_at_load_") + name);
     builder.save((dir / "model.onnx").string());
     const Model plain = Model::load((dir / "model.onnx").string());
@@ -352,10 +357,7 @@ TEST(Models, WeightsPackedAtLoadAreHeldOnceAndGiveTheSameResults) {
 // by image otherwise (a short last batch, layout copies): an image's result is the same
 // either way, alone or in any batch.
 TEST(Models, AnImageGetsTheSameResultAloneAsInAWholeOrShortBatch) {
-  const std::pair<const char*, ModelBuilder> models[] = {{"squeeze_excitation", squeeze_excitation()},
-                                                         {"winograd_chain", winograd_chain()},
-                                                         {"winograd_wide", winograd_wide()}};
-  for (const auto& [name, builder] : models) {
+  for (const auto& [name, builder] : cpu_layout_models()) {
     const fs::path dir = temp_dir(std::string("batch_invariance_") + name);
     builder.save((dir / "model.onnx").string());
     const Model m = Model::load((dir / "model.onnx").string(), "", /*for_cpu=*/true);
